@@ -1,0 +1,28 @@
+"""Markdown bodies become sanitized HTML. Editor-supplied HTML never reaches a page unsanitized."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import markdown
+import nh3
+
+ALLOWED_TAGS = {
+    "p", "br", "hr", "h2", "h3", "h4", "ul", "ol", "li", "strong", "em", "b", "i", "blockquote", "a",
+    "code", "pre", "table", "thead", "tbody", "tr", "th", "td", "abbr",
+}
+ALLOWED_ATTRS = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"scope"}}
+
+_md = markdown.Markdown(extensions=["sane_lists"], output_format="html")
+
+
+@lru_cache(maxsize=32768)
+def body_html(body: str) -> str:
+    html = _md.reset().convert(body)
+    return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRS, url_schemes={"http", "https", "mailto"},
+                     link_rel="noopener noreferrer")
+
+
+def plain_text(body: str) -> str:
+    """Body as plain text, for readability checks and text emails."""
+    return nh3.clean(body_html(body), tags=set()).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&#39;", "'")

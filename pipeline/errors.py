@@ -1,0 +1,70 @@
+"""One error tree. Every user-facing error says what is wrong and what to do.
+
+    PipelineError
+    ├── ConfigError        bad setting or schedules.yaml
+    ├── ContentError       article or topics file problems (carries Problems)
+    ├── InputError         bad CLI argument, CSV file or request
+    ├── NotFound           unknown article, digest or subscriber
+    ├── StoreError         database not migrated or unreachable
+    └── DeliveryError      a backend refused a message
+        └── DeliveryUnknown  the outcome of a send is not known (e.g. a timeout)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """One problem in one file, printed as ``path:line: field: message``."""
+
+    path: str
+    line: int
+    field: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{self.path}:{self.line}: {self.field}: {prefix}{self.message}"
+
+
+class PipelineError(Exception):
+    """Base of every error the pipeline reports to a user."""
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+class ConfigError(PipelineError):
+    pass
+
+
+class InputError(PipelineError):
+    pass
+
+
+class NotFound(PipelineError):
+    pass
+
+
+class StoreError(PipelineError):
+    pass
+
+
+class ContentError(PipelineError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def lines(self) -> list[str]:
+        return [str(p) for p in self.problems]
+
+
+class DeliveryError(PipelineError):
+    pass
+
+
+class DeliveryUnknown(DeliveryError):
+    pass

@@ -1,0 +1,136 @@
+"""The schema, declared once. Alembic migrations must produce exactly this (tests/integration/test_migrations.py)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which has no zones) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UTC_DT = UTCDateTime()
+
+subscribers = Table(
+    "subscribers", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    # Lower-cased address: the unique key, so Ann@Example.org and ann@example.org are one subscriber.
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    # Topic ids joined by ';' (as in the CSV). Empty means "the default, non-sensitive topics".
+    Column("topics", Text, nullable=False, default=""),
+    Column("cadence", String(20), nullable=False, default="weekly"),
+    Column("timezone", String(64), nullable=False, default="UTC"),
+    # pending | confirmed | unsubscribed
+    Column("status", String(20), nullable=False, default="pending"),
+    Column("consent_source", String(40)),
+    Column("consent_at", UTC_DT),
+    Column("created_at", UTC_DT, nullable=False),
+    Column("updated_at", UTC_DT, nullable=False),
+    Column("confirmation_sent_at", UTC_DT),
+    Column("unsubscribed_at", UTC_DT),
+    Column("paused_until", UTC_DT),
+    # Bumped when a subscriber leaves or deletes data, so old links stop working.
+    Column("token_version", Integer, nullable=False, default=0),
+)
+Index("ix_subscribers_status_cadence", subscribers.c.status, subscribers.c.cadence)
+
+suppressions = Table(
+    "suppressions", metadata,
+    Column("email_key", String(320), primary_key=True),
+    # bounce | dropped | spamreport | unsubscribe | deceased | manual | …
+    Column("reason", String(40), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Column("source", String(40), nullable=False, default="manual"),
+    Column("created_at", UTC_DT, nullable=False),
+)
+
+issues = Table(
+    "issues", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("fire_at", UTC_DT, nullable=False),
+    Column("period_start", UTC_DT, nullable=False),
+    Column("period_end", UTC_DT, nullable=False),
+    Column("planned_at", UTC_DT, nullable=False),
+    Column("completed_at", UTC_DT),
+    UniqueConstraint("digest", "fire_at", name="uq_issues_digest_fire_at"),
+)
+
+# The delivery ledger: one row per recipient of an issue, fixed when the issue is first planned.
+deliveries = Table(
+    "deliveries", metadata,
+    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    # pending | in_flight | sent | failed | suppressed | unknown
+    Column("state", String(20), nullable=False, default="pending"),
+    Column("variant", String(64), nullable=False),
+    Column("batch_id", String(64)),
+    Column("claimed_by", String(128)),
+    Column("claimed_at", UTC_DT),
+    Column("sent_at", UTC_DT),
+    Column("attempts", Integer, nullable=False, default=0),
+    # True when the row was in flight during a crash and was sent again: a possible duplicate.
+    Column("possible_duplicate", Boolean, nullable=False, default=False),
+    Column("reason", Text),
+    Column("provider_status", String(40)),
+)
+Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state)
+
+webhook_events = Table(
+    "webhook_events", metadata,
+    Column("event_id", String(128), primary_key=True),
+    Column("event", String(40), nullable=False),
+    Column("received_at", UTC_DT, nullable=False),
+)
+
+rate_events = Table(
+    "rate_events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(200), nullable=False),
+    Column("at", UTC_DT, nullable=False),
+)
+Index("ix_rate_events_key_at", rate_events.c.key, rate_events.c.at)
+
+# APScheduler's own job table lives in the same database but belongs to APScheduler.
+FOREIGN_TABLES = {"apscheduler_jobs", "alembic_version"}
