@@ -1,0 +1,113 @@
+"""Reading and writing subscribers and suppressions. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+
+from pipeline.store.tables import subscribers as t_sub
+from pipeline.store.tables import suppressions as t_sup
+from pipeline.subscribers.model import Subscriber, email_key, join_topics, split_topics
+
+
+def _to_subscriber(row: Row) -> Subscriber:
+    return Subscriber(id=row.id, email=row.email, name=row.name, topics=split_topics(row.topics),
+                      cadence=row.cadence, timezone=row.timezone, status=row.status,
+                      consent_source=row.consent_source, consent_at=row.consent_at,
+                      paused_until=row.paused_until, token_version=row.token_version)
+
+
+def get(conn: Connection, subscriber_id: int) -> Subscriber | None:
+    row = conn.execute(select(t_sub).where(t_sub.c.id == subscriber_id)).first()
+    return _to_subscriber(row) if row else None
+
+
+def get_by_email(conn: Connection, email: str) -> Subscriber | None:
+    row = conn.execute(select(t_sub).where(t_sub.c.email_key == email_key(email))).first()
+    return _to_subscriber(row) if row else None
+
+
+def upsert(conn: Connection, *, email: str, name: str, topics: tuple[str, ...], cadence: str, timezone: str,
+           at: datetime, status: str | None = None, consent_source: str | None = None) -> tuple[int, bool]:
+    """Insert or update by case-insensitive email. Returns (id, created).
+
+    An existing subscriber who unsubscribed is not silently re-subscribed: status changes only if given.
+    """
+    key = email_key(email)
+    existing = conn.execute(select(t_sub.c.id, t_sub.c.status).where(t_sub.c.email_key == key)).first()
+    values = {"email": email.strip(), "name": name, "topics": join_topics(topics), "cadence": cadence,
+              "timezone": timezone, "updated_at": at}
+    if existing is None:
+        values.update(email_key=key, status=status or "pending", created_at=at, token_version=0,
+                      consent_source=consent_source, consent_at=at if consent_source else None)
+        new_id = conn.execute(insert(t_sub).values(**values).returning(t_sub.c.id)).scalar_one()
+        return new_id, True
+    if status is not None and existing.status != "unsubscribed":
+        values["status"] = status
+        if consent_source:
+            values.update(consent_source=consent_source, consent_at=at)
+    conn.execute(update(t_sub).where(t_sub.c.id == existing.id).values(**values))
+    return existing.id, False
+
+
+def all_subscribers(conn: Connection) -> Iterator[Subscriber]:
+    for row in conn.execute(select(t_sub).order_by(t_sub.c.id)):
+        yield _to_subscriber(row)
+
+
+def eligible(conn: Connection, *, cadence: str, at: datetime) -> Iterator[Subscriber]:
+    """Confirmed, not paused, not suppressed subscribers of this cadence (invariant 2)."""
+    query = (
+        select(t_sub)
+        .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
+        .where(t_sub.c.status == "confirmed", t_sub.c.cadence == cadence, t_sup.c.email_key.is_(None),
+               or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= at))
+        .order_by(t_sub.c.id)
+    )
+    for row in conn.execution_options(yield_per=5000).execute(query):
+        yield _to_subscriber(row)
+
+
+def still_mailable_ids(conn: Connection, ids: list[int], *, at: datetime) -> set[int]:
+    """Of ``ids``, those who have not since unsubscribed, been suppressed, or paused."""
+    if not ids:
+        return set()
+    query = (
+        select(t_sub.c.id)
+        .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
+        .where(t_sub.c.id.in_(ids), t_sub.c.status == "confirmed", t_sup.c.email_key.is_(None),
+               or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= at))
+    )
+    return set(conn.execute(query).scalars())
+
+
+def suppress(conn: Connection, *, email: str, reason: str, at: datetime, source: str = "manual", detail: str = "") -> bool:
+    """Add to the suppression list. Returns False if the address was already suppressed."""
+    key = email_key(email)
+    if conn.execute(select(t_sup.c.email_key).where(t_sup.c.email_key == key)).first():
+        return False
+    conn.execute(insert(t_sup).values(email_key=key, reason=reason, detail=detail, source=source, created_at=at))
+    return True
+
+
+def unsuppress(conn: Connection, *, email: str) -> bool:
+    return conn.execute(t_sup.delete().where(t_sup.c.email_key == email_key(email))).rowcount > 0
+
+
+def is_suppressed(conn: Connection, email: str) -> bool:
+    return conn.execute(select(t_sup.c.email_key).where(t_sup.c.email_key == email_key(email))).first() is not None
+
+
+def suppression_list(conn: Connection) -> list[Row]:
+    return list(conn.execute(select(t_sup).order_by(t_sup.c.created_at, t_sup.c.email_key)))
+
+
+def counts_by_status(conn: Connection) -> dict[str, int]:
+    return dict(conn.execute(select(t_sub.c.status, func.count()).group_by(t_sub.c.status)).all())
+
+
+__all__ = ["get", "get_by_email", "upsert", "all_subscribers", "eligible", "still_mailable_ids", "suppress",
+           "unsuppress", "is_suppressed", "suppression_list", "counts_by_status"]
