@@ -1,0 +1,239 @@
+"""The `pipeline` command: thin wrappers over the stages. Exit 0 on success, 1 on a user error."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.context import Context, parse_at
+from pipeline.errors import PipelineError
+from pipeline.settings import load_settings
+
+AT_HELP = "The moment to act as if it were now (ISO 8601 with offset). Default: the current time."
+
+
+class _Group(click.Group):
+    """Turns every user error into plain lines on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PipelineError as exc:
+            for line in exc.lines():
+                click.echo(line, err=True)
+            ctx.exit(1)
+        except click.UsageError as exc:
+            exc.exit_code = 1
+            raise
+
+
+def _ctx() -> Context:
+    return click.get_current_context().find_object(Context)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """mbc-pipeline: articles become feeds and gentle email digests."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        ctx.obj = Context(load_settings())
+    except PipelineError as exc:
+        for line in exc.lines():
+            click.echo(line, err=True)
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--at", help=AT_HELP)
+def check(at: str | None) -> None:
+    """Validate content/ and schedules.yaml; print path:line: field: message for each problem."""
+    from pipeline.content.checks import editorial_warnings
+    from pipeline.content.frontmatter import parse as parse_fm
+    from pipeline.scheduling.schedule import load_schedule
+
+    c = _ctx()
+    when = parse_at(at)
+    library, problems = c.loaded
+    for article in library.articles:
+        lines = parse_fm(Path(article.path).read_text(encoding="utf-8")).key_lines
+        problems.extend(editorial_warnings(article, at=when, lines=lines))
+    _, schedule_problems = load_schedule(c.settings.schedules, topic_ids=frozenset(library.topic_ids))
+    problems.extend(schedule_problems)
+    for p in problems:
+        click.echo(str(p), err=True)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    click.echo(f"{len(library.articles)} articles checked: {errors} errors, {warnings} warnings")
+    if errors:
+        sys.exit(1)
+
+
+@cli.group()
+def content() -> None:
+    """List, create and queue articles."""
+
+
+@content.command("list")
+@click.option("--status", type=click.Choice(["draft", "review", "approved", "retracted", "live", "queued"]),
+              help="Only articles in this state (live and queued are approved articles before/after --at).")
+@click.option("--at", help=AT_HELP)
+def content_list(status: str | None, at: str | None) -> None:
+    """List articles with their state and publish time."""
+    when = parse_at(at)
+    library = _ctx().library()
+    for a in sorted(library.articles, key=lambda a: (a.publish_at, a.slug)):
+        state = ("live" if a.is_live(when) else "queued") if a.status == "approved" else a.status
+        if status and status not in (state, a.status):
+            continue
+        click.echo(f"{state:<9} {a.publish_at.isoformat():<25} {a.slug}  [{', '.join(a.topics)}]")
+
+
+@content.command("new")
+@click.option("--title", prompt="Title", help="The article's title.")
+@click.option("--topics", prompt="Topic ids (separated by ;)", help="Topic ids separated by ';'.")
+@click.option("--slug", help="File name without .md (default: from the title).")
+@click.option("--author", default="", help="Who wrote it.")
+@click.option("--at", help="Planned publish time (ISO 8601). Default: now.")
+def content_new(title: str, topics: str, slug: str | None, author: str, at: str | None) -> None:
+    """Create a draft article from a template."""
+    from pipeline.content.editor import new_article
+
+    c = _ctx()
+    path = new_article(c.settings.content_dir, title=title, topics=[t.strip() for t in topics.split(";") if t.strip()],
+                       at=parse_at(at), author=author, slug=slug)
+    click.echo(f"created {path} (status: draft). Add sources, then ask a medical reviewer to review it.")
+
+
+@content.command("queue")
+@click.argument("slug")
+@click.option("--at", required=True, help="When the article goes live (ISO 8601 with offset).")
+def content_queue(slug: str, at: str) -> None:
+    """Approve SLUG and schedule it. Refused without reviewed_by, reviewed_on and a source."""
+    from pipeline.content.editor import queue_article
+
+    path = queue_article(_ctx().settings.content_dir, slug, at=parse_at(at))
+    click.echo(f"queued {path} for {parse_at(at).isoformat()}")
+
+
+@cli.group()
+def feeds() -> None:
+    """Build the RSS, Atom and JSON feeds and their pages."""
+
+
+@feeds.command("build")
+@click.option("--at", help=AT_HELP)
+def feeds_build(at: str | None) -> None:
+    """Write feeds, article pages and index.html under PIPELINE_PUBLIC_DIR."""
+    from pipeline.jobs import build_feeds
+
+    report = build_feeds(_ctx(), at=parse_at(at))
+    click.echo(report.summary())
+
+
+@cli.group()
+def subscribers() -> None:
+    """Import and export subscribers."""
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--consented", is_flag=True, help="You hold these people's consent: import them as confirmed.")
+def subscribers_import(file: Path, consented: bool) -> None:
+    """Import FILE.csv (email,name,topics,cadence,timezone). Bad rows are reported by line."""
+    from pipeline.subscribers.importer import import_csv
+
+    c = _ctx()
+    report = import_csv(c.engine, file, topic_ids=frozenset(c.library().topic_ids), at=parse_at(None), consented=consented)
+    for p in report.problems:
+        click.echo(str(p), err=True)
+    errors = sum(p.severity == "error" for p in report.problems)
+    click.echo(f"imported {report.created} new, updated {report.updated}, rejected {errors} rows")
+    if errors:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of standard output.")
+def subscribers_export(out: Path | None) -> None:
+    """Write all subscribers as CSV with the import columns."""
+    from pipeline.subscribers import repository
+    from pipeline.subscribers.csvio import format_rows
+
+    c = _ctx()
+    with c.engine.connect() as conn:
+        lines = format_rows(repository.all_subscribers(conn))
+        if out:
+            with open(out, "w", encoding="utf-8", newline="") as fh:
+                fh.writelines(lines)
+        else:
+            for line in lines:
+                click.echo(line, nl=False)
+
+
+@cli.group()
+def digest() -> None:
+    """Preview and send email digests."""
+
+
+@digest.command("preview")
+@click.argument("name")
+@click.option("--at", help=AT_HELP)
+@click.option("--topics", help="Preview as a subscriber of these topic ids (separated by ;).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
+def digest_preview(name: str, at: str | None, topics: str | None, out: Path) -> None:
+    """Render the issue of NAME for the period containing --at, as one subscriber would see it."""
+    from pipeline.jobs import preview_digest
+
+    chosen = tuple(t.strip() for t in topics.split(";") if t.strip()) if topics else ()
+    summary = preview_digest(_ctx(), name, at=parse_at(at), topics=chosen, out=out)
+    click.echo(summary)
+
+
+@digest.command("send")
+@click.argument("name")
+@click.option("--at", help=AT_HELP)
+@click.option("--dry-run", is_flag=True, help="Show the plan; send and store nothing.")
+def digest_send(name: str, at: str | None, dry_run: bool) -> None:
+    """Send the issue of NAME for the latest fire time at or before --at. Safe to re-run."""
+    from pipeline.jobs import send_digest
+
+    report = send_digest(_ctx(), name, at=parse_at(at), dry_run=dry_run)
+    click.echo(report.summary())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the web app (subscribe, preferences, feeds, webhooks)."""
+    from pipeline.web.server import serve as run_server
+
+    run_server(_ctx(), host=host, port=port)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def run(host: str, port: int) -> None:
+    """Build the feeds, then run the scheduler and the web app until Ctrl-C."""
+    from pipeline.scheduling.runner import run_forever
+
+    run_forever(_ctx(), host=host, port=port)
+
+
+def main() -> None:
+    try:
+        code = cli.main(prog_name="pipeline", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

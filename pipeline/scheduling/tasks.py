@@ -1,0 +1,31 @@
+"""What a scheduled job runs. Importable by reference, because the persistent job store keeps only a name."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+log = logging.getLogger("pipeline.scheduling")
+
+
+def run_task(job_id: str) -> None:
+    """Run one job from schedules.yaml with fresh settings and content, as the CLI would."""
+    from pipeline import jobs
+    from pipeline.context import Context
+    from pipeline.errors import PipelineError
+    from pipeline.settings import load_settings
+
+    ctx = Context(load_settings())
+    at = datetime.now(UTC)
+    try:
+        job = next((j for j in ctx.schedule.jobs if j.id == job_id), None)
+        if job is None:
+            log.warning("job %s is no longer in schedules.yaml; nothing to do", job_id, extra={"action": "job_unknown"})
+            return
+        if job.task == "build-feeds":
+            report = jobs.build_feeds(ctx, at=at)
+        else:
+            report = jobs.send_digest(ctx, job.digest, at=at)
+        log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})
+    except PipelineError as exc:
+        log.error("job %s failed: %s", job_id, exc, extra={"action": "job_failed", "job": job_id})
