@@ -29,6 +29,7 @@ _ENV = {
     "var_dir": "PIPELINE_VAR_DIR",
     "smtp_rate": "PIPELINE_SMTP_RATE",
     "sendgrid_tracking": "PIPELINE_SENDGRID_TRACKING",
+    "web_rate_limits": "PIPELINE_WEB_RATE_LIMITS",
 }
 
 DELIVERY_BACKENDS = ("file", "smtp", "sendgrid", "memory")
@@ -54,6 +55,8 @@ class Settings:
     var_dir: Path = Path("var")
     smtp_rate: float = 0.0
     sendgrid_tracking: bool = False
+    # Sign-up rate limits in the web app; only benchmarks turn them off (PIPELINE_WEB_RATE_LIMITS=off).
+    web_rate_limits: bool = True
 
     def __repr__(self) -> str:
         # Keys never reach logs or tracebacks.
@@ -119,8 +122,9 @@ def _coerce(values: dict) -> dict:
             out["smtp_rate"] = float(out["smtp_rate"])
         except ValueError:
             raise ConfigError("PIPELINE_SMTP_RATE: must be a number of messages per second, such as 10") from None
-    if "sendgrid_tracking" in out and isinstance(out["sendgrid_tracking"], str):
-        out["sendgrid_tracking"] = out["sendgrid_tracking"].strip().lower() in ("1", "true", "yes", "on")
+    for flag in ("sendgrid_tracking", "web_rate_limits"):
+        if flag in out and isinstance(out[flag], str):
+            out[flag] = out[flag].strip().lower() in ("1", "true", "yes", "on")
     return out
 
 

@@ -1,21 +1,96 @@
-"""The web app. For now: health check and the static site under public/."""
+"""The web app: subscriber pages, feeds and the static site under public/, behind security headers."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+
+from pipeline.errors import PipelineError
+from pipeline.subscribers.tokens import Signer
+from pipeline.web.pages import Web
+from pipeline.web.security import Csrf, SecurityHeaders
+from pipeline.web.static import PublicFiles, asset_version
+
+log = logging.getLogger("pipeline.web")
+ASSETS = Path(__file__).with_name("static")
 
 
-def create_app(ctx) -> Starlette:
-    public = ctx.settings.public_dir
+def _default_timezone(ctx) -> str:
+    try:
+        return ctx.schedule.timezone
+    except (PipelineError, OSError, AttributeError):
+        return "America/New_York"
+
+
+def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette:
+    """``clock`` exists for tests; the web layer is the only place that reads the time."""
+    settings = ctx.settings
+    public = Path(settings.public_dir)
     public.mkdir(parents=True, exist_ok=True)
+    env = Environment(loader=FileSystemLoader(str(Path(settings.templates_dir).resolve())),
+                      autoescape=select_autoescape(["html", "html.j2"]), undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    web = Web(
+        settings=settings, engine=ctx.engine, library=ctx.library(), env=env, signer=Signer(settings.secret_key),
+        csrf=Csrf(settings.secret_key, secure=settings.site_url.startswith("https://")),
+        now=clock or (lambda: datetime.now(UTC)), default_timezone=_default_timezone(ctx),
+        rate_limits=settings.web_rate_limits,
+        asset_urls={name: f"/static/{name}?v={asset_version(ASSETS / name)}" for name in ("site.css", "tz.js")},
+    )
 
     async def healthz(_request):
-        return PlainTextResponse("ok")
+        return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
-    return Starlette(routes=[
+    async def not_found(scope, receive, send):
+        response = web.message(Request(scope), "We can't find that page",
+                               ["It may have moved, or the address may have a typo."],
+                               [("/", "Go to the home page"), ("/subscribe", "Get the email digest")], status=404)
+        await response(scope, receive, send)
+
+    async def http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 404:
+            return web.message(request, "We can't find that page", ["It may have moved, or the address may have a typo."],
+                               [("/", "Go to the home page")], status=404)
+        return PlainTextResponse(exc.detail or "", status_code=exc.status_code, headers=exc.headers)
+
+    async def server_error(request: Request, exc: Exception):
+        log.error("request failed: %s", type(exc).__name__, extra={"action": "web_error"})
+        return HTMLResponse("<!doctype html><html lang=en><title>Sorry</title><h1>Sorry, something went wrong</h1>"
+                            "<p>Nothing was lost. Please try again in a few minutes.</p>", status_code=500)
+
+    routes = [
         Route("/healthz", healthz),
-        Mount("/", app=StaticFiles(directory=public, html=True, check_dir=False)),
-    ])
+        Route("/subscribe", web.subscribe_form, methods=["GET"]),
+        Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/subscribe/resend", web.resend, methods=["POST"]),
+        Route("/confirm/{token}", web.confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", web.confirm, methods=["POST"]),
+        Route("/preferences/{token}", web.preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", web.preferences, methods=["POST"]),
+        Route("/preferences/{token}/pause", web.pause, methods=["POST"]),
+        Route("/preferences/{token}/delete", web.delete_page, methods=["GET"]),
+        Route("/preferences/{token}/delete", web.delete, methods=["POST"]),
+        Route("/data/{token}", web.data, methods=["GET"]),
+        Route("/unsubscribe/{token}", web.unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", web.unsubscribe, methods=["POST"]),
+        Route("/u/{token}", web.one_click_page, methods=["GET"]),
+        Route("/u/{token}", web.one_click, methods=["POST"]),
+        Route("/someone-has-died", web.deceased_form, methods=["GET"]),
+        Route("/someone-has-died", web.deceased, methods=["POST"]),
+        Mount("/static", app=PublicFiles(ASSETS, cache_control="public, max-age=31536000, immutable",
+                                         not_found=not_found)),
+        Mount("/", app=PublicFiles(public, not_found=not_found)),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app.add_middleware(SecurityHeaders, hsts=settings.site_url.startswith("https://"))
+    app.state.web = web
+    return app

@@ -1,0 +1,239 @@
+"""The subscriber lifecycle: sign up, confirm, change preferences, pause, leave, and the subscriber's own data.
+
+Each function is a decision plus a write inside the caller's transaction, and returns a value that says what
+happened and what (if anything) must be sent. Nothing here sends mail or reads the clock: ``at`` is a parameter.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline.store.tables import deliveries as t_del
+from pipeline.store.tables import issues as t_iss
+from pipeline.store.tables import subscribers as t_sub
+from pipeline.subscribers import repository
+from pipeline.subscribers.model import CADENCES, Subscriber, email_key, join_topics
+from pipeline.subscribers.tokens import TokenClaims
+
+CONFIRM_MAX_AGE = timedelta(days=7)
+CONFIRMATION_INTERVAL = timedelta(hours=1)
+PAUSE_WEEKS = (4, 8, 12)
+WEB_CONSENT_SOURCE = "web-double-opt-in"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignupOutcome:
+    """``send_confirmation`` is set when a confirmation email is due; otherwise nothing is sent.
+
+    The web page is the same in every case, so the outcome never reaches the visitor.
+    """
+
+    result: str  # created | updated | resent-too-soon | already-confirmed | suppressed | missing
+    subscriber: Subscriber | None = None
+    send_confirmation: bool = False
+    # A confirmed subscriber who signs up again gets a note with their preferences link instead.
+    send_reminder: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmOutcome:
+    result: str  # confirmed | already-confirmed | missing | suppressed
+    subscriber: Subscriber | None = None
+
+    @property
+    def send_welcome(self) -> bool:
+        return self.result == "confirmed"
+
+
+def _row_id(conn: Connection, key: str):
+    return conn.execute(select(t_sub.c.id, t_sub.c.status, t_sub.c.confirmation_sent_at)
+                        .where(t_sub.c.email_key == key)).first()
+
+
+def subscribe(conn: Connection, *, email: str, name: str, topics: tuple[str, ...], cadence: str, timezone: str,
+              at: datetime) -> SignupOutcome:
+    """Record a web sign-up as pending and decide whether a confirmation email is due.
+
+    - A suppressed address (bounced, complained, deceased …) is never written to nor mailed.
+    - A confirmed subscriber's choices are not changed by a stranger typing their address; they get a short
+      "you're already subscribed" note with their preferences link, at most once per hour.
+    - A pending or unsubscribed one gets the new choices and a confirmation, at most once per hour.
+    """
+    if cadence not in CADENCES:
+        raise ValueError(f"unknown cadence {cadence!r}")
+    if repository.is_suppressed(conn, email):
+        return SignupOutcome(result="suppressed")
+    key = email_key(email)
+    row = _row_id(conn, key)
+    values = {"email": email.strip(), "name": name.strip()[:200], "topics": join_topics(topics), "cadence": cadence,
+              "timezone": timezone, "updated_at": at}
+    if row is None:
+        # A random starting version: if SQLite ever reuses the id of a deleted row, old links cannot match it.
+        new_id = conn.execute(insert(t_sub).values(
+            **values, email_key=key, status="pending", created_at=at, confirmation_sent_at=at,
+            token_version=secrets.randbelow(2**31 - 1) + 1,
+        ).returning(t_sub.c.id)).scalar_one()
+        return SignupOutcome(result="created", subscriber=repository.get(conn, new_id), send_confirmation=True)
+    due = row.confirmation_sent_at is None or at - row.confirmation_sent_at >= CONFIRMATION_INTERVAL
+    if row.status == "confirmed":
+        if due:
+            conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(confirmation_sent_at=at))
+        return SignupOutcome(result="already-confirmed", subscriber=repository.get(conn, row.id), send_reminder=due)
+    if due:
+        values["confirmation_sent_at"] = at
+    conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(**values))
+    return SignupOutcome(result="updated" if due else "resent-too-soon", subscriber=repository.get(conn, row.id),
+                         send_confirmation=due)
+
+
+def request_confirmation(conn: Connection, *, email: str, at: datetime) -> SignupOutcome:
+    """"Send it again": a new confirmation for a pending or unsubscribed address, within the hourly limit."""
+    if repository.is_suppressed(conn, email):
+        return SignupOutcome(result="suppressed")
+    row = _row_id(conn, email_key(email))
+    if row is None:
+        return SignupOutcome(result="missing")
+    if row.status == "confirmed":
+        return SignupOutcome(result="already-confirmed")
+    if row.confirmation_sent_at is not None and at - row.confirmation_sent_at < CONFIRMATION_INTERVAL:
+        return SignupOutcome(result="resent-too-soon", subscriber=repository.get(conn, row.id))
+    conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(confirmation_sent_at=at))
+    return SignupOutcome(result="updated", subscriber=repository.get(conn, row.id), send_confirmation=True)
+
+
+def current(conn: Connection, claims: TokenClaims) -> Subscriber | None:
+    """The subscriber a verified token names, or None if they are gone or the link is from before they left."""
+    sub = repository.get(conn, claims.subscriber_id)
+    if sub is None or sub.token_version != claims.version:
+        return None
+    return sub
+
+
+def confirm(conn: Connection, claims: TokenClaims, *, at: datetime) -> ConfirmOutcome:
+    """Confirm consent: record when and how. Idempotent; a suppressed address is never confirmed."""
+    sub = current(conn, claims)
+    if sub is None:
+        return ConfirmOutcome(result="missing")
+    if repository.is_suppressed(conn, sub.email):
+        return ConfirmOutcome(result="suppressed")
+    if sub.status == "confirmed":
+        return ConfirmOutcome(result="already-confirmed", subscriber=sub)
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(
+        status="confirmed", consent_source=WEB_CONSENT_SOURCE, consent_at=at, unsubscribed_at=None,
+        paused_until=None, updated_at=at))
+    return ConfirmOutcome(result="confirmed", subscriber=repository.get(conn, sub.id))
+
+
+def expire_unconfirmed(engine: Engine, at: datetime) -> int:
+    """Delete web sign-ups never confirmed within 7 days of their last confirmation email. Returns how many.
+
+    Pending rows that were never sent a confirmation (a CSV import without --consented) are left alone.
+    """
+    with engine.begin() as conn:
+        return expire_unconfirmed_in(conn, at)
+
+
+def expire_unconfirmed_in(conn: Connection, at: datetime) -> int:
+    cutoff = at - CONFIRM_MAX_AGE
+    return conn.execute(delete(t_sub).where(
+        t_sub.c.status == "pending", t_sub.c.confirmation_sent_at.is_not(None),
+        t_sub.c.confirmation_sent_at < cutoff)).rowcount
+
+
+def update_preferences(conn: Connection, sub: Subscriber, *, topics: tuple[str, ...], cadence: str,
+                       at: datetime) -> Subscriber:
+    if cadence not in CADENCES:
+        raise ValueError(f"unknown cadence {cadence!r}")
+    if not topics:
+        raise ValueError("choose at least one topic")
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(
+        topics=join_topics(topics), cadence=cadence, updated_at=at))
+    return repository.get(conn, sub.id)
+
+
+def pause(conn: Connection, sub: Subscriber, *, weeks: int, at: datetime) -> Subscriber:
+    if weeks not in PAUSE_WEEKS:
+        raise ValueError(f"a pause is {', '.join(map(str, PAUSE_WEEKS))} weeks")
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(
+        paused_until=at + timedelta(weeks=weeks), updated_at=at))
+    return repository.get(conn, sub.id)
+
+
+def resume(conn: Connection, sub: Subscriber, *, at: datetime) -> Subscriber:
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(paused_until=None, updated_at=at))
+    return repository.get(conn, sub.id)
+
+
+def unsubscribe(conn: Connection, claims: TokenClaims, *, at: datetime) -> bool:
+    """Leave all email. Old links stop working afterwards. Returns False if there was nobody (left) to remove.
+
+    Takes effect at once: the digest sender re-checks ``status`` before every batch.
+    """
+    sub = current(conn, claims)
+    if sub is None:
+        return False
+    if sub.status == "unsubscribed":
+        return False
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id, t_sub.c.token_version == sub.token_version).values(
+        status="unsubscribed", unsubscribed_at=at, paused_until=None, updated_at=at,
+        token_version=t_sub.c.token_version + 1))
+    return True
+
+
+def stop_sensitive_topics(conn: Connection, sub: Subscriber, *, sensitive: frozenset[str],
+                          default_topics: tuple[str, ...], at: datetime) -> tuple[Subscriber, bool]:
+    """Stop only the sensitive (end-of-life) topics. Returns (subscriber, still_subscribed).
+
+    If those were the only topics chosen, nothing else is left to send, so the subscriber leaves entirely rather
+    than silently falling back to the default topics they never picked.
+    """
+    chosen = sub.topics or default_topics
+    remaining = tuple(t for t in chosen if t not in sensitive)
+    if not remaining:
+        conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(
+            status="unsubscribed", unsubscribed_at=at, paused_until=None, updated_at=at,
+            token_version=t_sub.c.token_version + 1))
+        return repository.get(conn, sub.id), False
+    if remaining != chosen:
+        conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(topics=join_topics(remaining), updated_at=at))
+    return repository.get(conn, sub.id), True
+
+
+def report_deceased(conn: Connection, *, email: str, at: datetime) -> None:
+    """Stop all email to someone who has died: suppress the address and end any subscription. Sends nothing."""
+    repository.suppress(conn, email=email, reason="deceased", at=at, source="web", detail="reported by family or friend")
+    conn.execute(update(t_sub).where(t_sub.c.email_key == email_key(email), t_sub.c.status != "unsubscribed").values(
+        status="unsubscribed", unsubscribed_at=at, paused_until=None, updated_at=at,
+        token_version=t_sub.c.token_version + 1))
+
+
+def export_data(conn: Connection, sub: Subscriber) -> dict:
+    """Everything we hold about one subscriber, as JSON-ready values."""
+    row = conn.execute(select(t_sub).where(t_sub.c.id == sub.id)).first()
+    iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
+    record = {
+        "email": row.email, "name": row.name, "topics": [t for t in row.topics.split(";") if t],
+        "cadence": row.cadence, "timezone": row.timezone, "status": row.status,
+        "consent_source": row.consent_source, "consent_at": iso(row.consent_at), "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at), "confirmation_sent_at": iso(row.confirmation_sent_at),
+        "unsubscribed_at": iso(row.unsubscribed_at), "paused_until": iso(row.paused_until),
+    }
+    sent = conn.execute(
+        select(t_iss.c.digest, t_iss.c.fire_at, t_del.c.state, t_del.c.sent_at)
+        .join(t_iss, t_iss.c.id == t_del.c.issue_id)
+        .where(and_(t_del.c.subscriber_id == sub.id))
+        .order_by(t_iss.c.fire_at))
+    record["emails"] = [{"digest": r.digest, "issue": iso(r.fire_at), "state": r.state, "sent_at": iso(r.sent_at)}
+                        for r in sent]
+    return {"subscriber": record}
+
+
+def delete_data(conn: Connection, sub: Subscriber) -> None:
+    """Delete the subscriber and their delivery records. Nothing is suppressed: they may come back."""
+    conn.execute(delete(t_del).where(t_del.c.subscriber_id == sub.id))
+    conn.execute(delete(t_sub).where(t_sub.c.id == sub.id))

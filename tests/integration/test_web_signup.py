@@ -1,0 +1,222 @@
+"""Sign-up with double opt-in: the form, the confirmation email, the POST behind one button, the welcome email."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+
+from sqlalchemy import func, insert, select
+from websupport import T0, bodies, csrf_of, shape
+
+from pipeline.store import tables
+from pipeline.subscribers import lifecycle
+
+
+def test_form_offers_default_topics_and_keeps_end_of_life_opt_in(site):
+    r = site.get("/subscribe")
+    assert r.status_code == 200
+    html = r.text
+    assert 'id="topic-clinical-trials" name="topics" value="clinical-trials" checked' in html
+    assert re.search(r'id="topic-hospice-end-of-life" name="topics" value="hospice-end-of-life"\s+aria', html)
+    assert "only send it if you tick this box" in html
+    page = shape(html)
+    assert page.html_lang == "en"
+    assert page.inline_scripts == 0 and page.style_attrs == 0
+    for field in page.inputs:
+        if field.get("type") not in ("hidden", "submit"):
+            assert field["id"] in page.labels_for, f"{field['id']} has no label"
+    assert all(i in page.ids for i in page.described_by)
+    assert 'name="website"' in html and 'tabindex="-1"' in html
+
+
+def test_sign_up_sends_one_confirmation_and_stores_a_pending_subscriber(any_site):
+    site = any_site
+    r = site.signup("Ann@Example.org", topics=("clinical-trials", "hospice-end-of-life"), cadence="monthly")
+    assert r.status_code == 200
+    assert "Please check your inbox" in r.text and "Ann@example.org" in r.text
+    row = site.subscriber("ann@example.org")
+    assert row.status == "pending" and row.consent_at is None
+    assert row.topics == "clinical-trials;hospice-end-of-life" and row.cadence == "monthly"
+    assert row.timezone == "America/Chicago" and row.confirmation_sent_at == T0
+    [msg] = site.outbox()
+    assert msg["To"] == "Ann@example.org"
+    assert msg["Subject"] == "Please confirm your MBC Digest subscription"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Message-ID"] and msg["Date"]
+    plain, html = bodies(msg)
+    confirm = site.link_in(msg, "/confirm/")
+    claims = site.signer.verify("confirm", confirm.removeprefix("/confirm/"))
+    assert claims.subscriber_id == row.id and claims.version == row.token_version
+    assert "7 days" in plain and "<a href=" in html
+
+
+def test_confirm_is_a_post_behind_one_button_and_records_consent(any_site):
+    site = any_site
+    site.signup("ben@example.org")
+    confirm = site.link_in(site.outbox()[-1], "/confirm/")
+    before = site.snapshot()
+    page = site.get(confirm)
+    assert page.status_code == 200 and page.text.count("<button") == 1
+    assert site.snapshot() == before, "opening the confirmation link changed something"
+    r = site.post(confirm, data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 200 and "You're subscribed" in r.text
+    row = site.subscriber("ben@example.org")
+    assert row.status == "confirmed" and row.consent_source == "web-double-opt-in" and row.consent_at == T0
+    welcome = site.outbox()[-1]
+    assert welcome["Subject"] == "Welcome to MBC Digest"
+    plain, _ = bodies(welcome)
+    assert "one email a week" in plain and "Clinical trials and research participation" in plain
+    assert "Hospice" not in plain
+    prefs = site.link_in(welcome, "/preferences/")
+    assert site.get(prefs).status_code == 200
+    # Pressing again does nothing new: no second welcome.
+    count = len(site.outbox())
+    again = site.post(confirm, data={"csrf_token": csrf_of(page.text)})
+    assert again.status_code == 200 and len(site.outbox()) == count
+
+
+def _normalise(html: str) -> str:
+    html = re.sub(r'value="[^"]*"', 'value=""', html)
+    return re.sub(r"<strong>[^<]*</strong>", "<strong></strong>", html)
+
+
+def test_same_page_for_new_pending_confirmed_suppressed_and_bot(site):
+    site.confirmed("known@example.org")
+    site.signup("pending@example.org")
+    with site.engine.begin() as conn:
+        lifecycle.report_deceased(conn, email="gone@example.org", at=T0)
+    pages = {name: site.signup(address) for name, address in [
+        ("new", "new@example.org"), ("pending", "pending@example.org"), ("confirmed", "known@example.org"),
+        ("suppressed", "gone@example.org")]}
+    pages["bot"] = site.signup("bot@example.org", website="http://spam.example")
+    statuses = {name: r.status_code for name, r in pages.items()}
+    assert set(statuses.values()) == {200}, statuses
+    texts = {name: _normalise(r.text) for name, r in pages.items()}
+    assert len(set(texts.values())) == 1, "the page differs by address state"
+    headers = {name: sorted(k for k in r.headers.keys() if k != "content-length") for name, r in pages.items()}
+    assert len({tuple(h) for h in headers.values()}) == 1
+
+
+def test_suppressed_address_never_gets_a_confirmation(site):
+    page = site.get("/someone-has-died")
+    r = site.post("/someone-has-died", data={"csrf_token": csrf_of(page.text), "email": "Carol@Example.org"})
+    assert r.status_code == 200
+    assert site.suppression("carol@example.org").reason == "deceased"
+    site.signup("carol@example.org")
+    page = site.get("/subscribe/resend")  # not a page: only POST exists
+    assert page.status_code in (404, 405)
+    assert site.outbox() == []
+    assert site.subscriber("carol@example.org") is None
+
+
+def test_confirmation_at_most_once_an_hour_and_resend_obeys_it(site):
+    r = site.signup("dan@example.org")
+    assert len(site.outbox()) == 1
+    site.signup("dan@example.org")
+    resend = site.post("/subscribe/resend", data={"csrf_token": csrf_of(r.text),
+                                                  "r": re.search(r'name="r" value="([^"]+)"', r.text).group(1)})
+    assert resend.status_code == 200 and "If a new email was due" in resend.text
+    assert len(site.outbox()) == 1
+    site.clock.advance(minutes=61)
+    resend = site.post("/subscribe/resend", data={"csrf_token": csrf_of(r.text),
+                                                  "r": re.search(r'name="r" value="([^"]+)"', r.text).group(1)})
+    assert resend.status_code == 200
+    assert len(site.outbox()) == 2
+    assert site.subscriber("dan@example.org").confirmation_sent_at == T0 + timedelta(minutes=61)
+
+
+def test_resend_value_cannot_be_forged(site):
+    r = site.get("/subscribe")
+    forged = site.post("/subscribe/resend", data={"csrf_token": csrf_of(r.text), "r": "victim@example.org"})
+    assert forged.status_code == 400 and site.outbox() == []
+
+
+def test_honeypot_does_nothing(site):
+    r = site.signup("eve@example.org", website="filled by a bot")
+    assert r.status_code == 200 and "Please check your inbox" in r.text
+    assert site.subscriber("eve@example.org") is None and site.outbox() == []
+
+
+def test_rate_limit_per_ip(site):
+    for i in range(10):
+        assert site.signup(f"person{i}@example.org", ip="198.51.100.7").status_code == 200
+    blocked = site.signup("person10@example.org", ip="198.51.100.7")
+    assert blocked.status_code == 429 and "try again in an hour" in blocked.text
+    assert site.subscriber("person10@example.org") is None
+    assert site.signup("person11@example.org", ip="198.51.100.8").status_code == 200
+    site.clock.advance(minutes=61)
+    assert site.signup("person12@example.org", ip="198.51.100.7").status_code == 200
+
+
+def test_rate_limit_per_address_across_ips(site):
+    for i in range(5):
+        assert site.signup("target@example.org", ip=f"203.0.113.{i}").status_code == 200
+    with site.engine.connect() as conn:
+        events = conn.execute(select(func.count()).select_from(tables.rate_events)).scalar_one()
+    sixth = site.signup("target@example.org", ip="203.0.113.99", cadence="monthly")
+    assert sixth.status_code == 200 and "Please check your inbox" in sixth.text
+    assert site.subscriber("target@example.org").cadence == "weekly", "a blocked sign-up still wrote"
+    with site.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.rate_events)).scalar_one() == events + 1
+        keys = [k for (k,) in conn.execute(select(tables.rate_events.c.key))]
+    assert not any("@" in k or "203.0.113" in k for k in keys), "rate keys must not hold addresses or IPs"
+    assert len(site.outbox()) == 1
+
+
+def test_invalid_input_is_explained_next_to_the_field(site):
+    r = site.signup("not-an-address", topics=())
+    assert r.status_code == 400
+    page = shape(r.text)
+    assert 'role="alert"' in r.text
+    assert 'id="email-error"' in r.text and 'aria-invalid="true"' in r.text
+    assert "email-error" in page.described_by and "topics-error" in page.described_by
+    assert "Please choose at least one topic." in r.text
+    assert 'value="not-an-address"' in r.text
+    assert site.snapshot()["subscribers"] == [] and site.outbox() == []
+
+
+def test_unknown_topic_is_refused(site):
+    r = site.signup("fay@example.org", topics=("clinical-trials", "made-up"))
+    assert r.status_code == 400 and site.subscriber("fay@example.org") is None
+
+
+def test_unconfirmed_sign_ups_expire_after_seven_days(any_site):
+    site = any_site
+    site.signup("old@example.org")
+    site.confirmed("kept@example.org")
+    with site.engine.begin() as conn:
+        conn.execute(insert(tables.subscribers).values(
+            email="imported@example.org", email_key="imported@example.org", name="", topics="", cadence="weekly",
+            timezone="UTC", status="pending", created_at=T0, updated_at=T0, token_version=0))
+    assert lifecycle.expire_unconfirmed(site.engine, T0 + timedelta(days=6)) == 0
+    assert lifecycle.expire_unconfirmed(site.engine, T0 + timedelta(days=7, minutes=1)) == 1
+    assert site.subscriber("old@example.org") is None
+    assert site.subscriber("kept@example.org").status == "confirmed"
+    assert site.subscriber("imported@example.org") is not None
+
+
+def test_expired_confirmation_link_explains_and_changes_nothing(site, monkeypatch):
+    import itsdangerous.timed
+
+    site.signup("gil@example.org")
+    row = site.subscriber("gil@example.org")
+    real = itsdangerous.timed.time.time
+    with monkeypatch.context() as m:
+        m.setattr(itsdangerous.timed.time, "time", lambda: real() - 8 * 86400)
+        old = site.signer.sign("confirm", row.id, row.token_version)
+    page = site.get(f"/confirm/{old}")
+    assert page.status_code == 400 and "This link has expired" in page.text and 'href="/subscribe"' in page.text
+    r = site.post(f"/confirm/{old}", data={"csrf_token": csrf_of(site.get("/subscribe").text)})
+    assert r.status_code == 400 and "This link has expired" in r.text
+    assert site.subscriber("gil@example.org").status == "pending"
+
+
+def test_no_addresses_in_logs_at_info(site, caplog):
+    caplog.set_level(logging.DEBUG)
+    site.confirmed("private.person@example.org")
+    site.signup("private.person@example.org")
+    for record in caplog.records:
+        if record.levelno >= logging.INFO:
+            assert "private.person" not in record.getMessage()
+            assert "private.person" not in str(record.__dict__)
