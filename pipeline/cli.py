@@ -43,6 +43,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         ctx.obj = Context(load_settings())
+        ctx.call_on_close(ctx.obj.close)
     except PipelineError as exc:
         for line in exc.lines():
             click.echo(line, err=True)

@@ -40,6 +40,10 @@ class Context:
 
         return make_engine(self.settings.database_url)
 
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.__dict__.pop("engine").dispose()
+
     @cached_property
     def loaded(self) -> tuple[Library, list[Problem]]:
         return load_library(self.settings.content_dir)

@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 
 from pipeline.errors import ConfigError
 
-_PG_LOCK_KEY = 0x6D6263  # "mbc"
+# One lock per schema, so separate installations sharing a database server do not block each other.
+_PG_KEY = "SELECT {fn}(hashtext(current_schema() || '/mbc-pipeline-scheduler'))"
 
 
 @contextmanager
@@ -20,14 +21,18 @@ def single_scheduler(engine: Engine, var_dir: Path):
     """Hold an exclusive lock for as long as the scheduler runs, or raise if another one holds it."""
     if engine.dialect.name == "postgresql":
         conn = engine.connect()
+        got = False
         try:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_LOCK_KEY}).scalar()
+            got = conn.execute(text(_PG_KEY.format(fn="pg_try_advisory_lock"))).scalar()
             conn.commit()
             if not got:
                 raise ConfigError("another scheduler is already running on this database; run one 'pipeline run' only "
                                   "(extra workers may run 'pipeline digest send')")
             yield
         finally:
+            if got:  # session locks outlive a pooled connection's return, so release explicitly
+                conn.execute(text(_PG_KEY.format(fn="pg_advisory_unlock")))
+                conn.commit()
             conn.close()
         return
     db = engine.url.database

@@ -29,7 +29,7 @@ def _on_event(event: JobEvent) -> None:
         log.error("job %s crashed: %r", event.job_id, event.exception, extra={"action": "job_crashed", "job": event.job_id})
 
 
-def make_scheduler(engine, schedule: Schedule) -> BackgroundScheduler:
+def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF) -> BackgroundScheduler:
     """A scheduler over a persistent job store in the pipeline's own database, with schedules.yaml applied."""
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
@@ -50,7 +50,7 @@ def make_scheduler(engine, schedule: Schedule) -> BackgroundScheduler:
         if existing is not None and str(existing.trigger) == str(trigger) and existing.next_run_time is not None:
             # Keep the stored next run time, so a run missed while we were down still fires within its grace.
             extra["next_run_time"] = existing.next_run_time
-        scheduler.add_job(TASK_REF, trigger=trigger, id=job.id, name=job.id, args=[job.id], replace_existing=True,
+        scheduler.add_job(task_ref, trigger=trigger, id=job.id, name=job.id, args=[job.id], replace_existing=True,
                           misfire_grace_time=int(job.misfire_grace.total_seconds()), **extra)
     return scheduler
 

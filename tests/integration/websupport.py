@@ -6,7 +6,6 @@ import email
 import email.policy
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -15,14 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from anyio.from_thread import BlockingPortal
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
 from pipeline.context import Context
 from pipeline.settings import load_settings
 from pipeline.store import tables
 
 ROOT = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("PIPELINE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SECRET = "test-secret-key-" + "x" * 32
 T0 = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 
@@ -55,27 +53,6 @@ def make_settings(tmp: Path, database_url: str, **overrides):
               "schedules": ROOT / "schedules.yaml", "var_dir": tmp / "var", "site_url": "http://testserver"}
     values.update(overrides)
     return load_settings(values, environ={}, dotenv=None)
-
-
-class PostgresDatabase:
-    """One scratch database per test session, emptied between tests."""
-
-    def __init__(self):
-        self.name = f"web_test_{uuid.uuid4().hex[:10]}"
-        self.admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + self.name
-
-    def empty(self, engine) -> None:
-        with engine.begin() as conn:
-            for table in reversed(tables.metadata.sorted_tables):
-                conn.execute(table.delete())
-
-    def drop(self) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 def parse_eml(path: Path) -> email.message.EmailMessage:

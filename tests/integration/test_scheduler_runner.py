@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.scheduling.lock import single_scheduler
+from pipeline.scheduling.runner import make_scheduler
+from pipeline.scheduling.schedule import load_schedule
+from pipeline.store.engine import make_engine
+
+RUNS: list[str] = []
+TASK = "tests.integration.test_scheduler_runner:record"
+
+
+def record(job_id: str) -> None:
+    RUNS.append(job_id)
+
+
+def schedule_for(tmp_path: Path):
+    path = tmp_path / "schedules.yaml"
+    path.write_text("""timezone: America/New_York
+digests:
+  weekly: {title: "Weekly", cadence: weekly, topics: all}
+jobs:
+  - {id: weekly-digest, task: send-digest, digest: weekly, cron: "0 8 * * mon", misfire_grace: 6h}
+""")
+    schedule, problems = load_schedule(path)
+    assert problems == []
+    return schedule
+
+
+def wait_for(predicate, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class Downtime:
+    """A scheduler that stored its jobs and then died (never shut down) with a run due ``missed_by`` ago."""
+
+    def __init__(self, db_url: str, schedule, missed_by: timedelta):
+        self.engine = make_engine(db_url)
+        self.scheduler = make_scheduler(self.engine, schedule, task_ref=TASK)
+        self.scheduler.modify_job("weekly-digest", next_run_time=datetime.now(UTC) - missed_by)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.scheduler.shutdown(wait=False)
+        self.engine.dispose()
+
+
+def test_jobs_persist_with_ids_and_grace(db_url, tmp_path):
+    engine = make_engine(db_url)
+    scheduler = make_scheduler(engine, schedule_for(tmp_path), task_ref=TASK)
+    try:
+        job = scheduler.get_job("weekly-digest")
+        assert job.misfire_grace_time == 6 * 3600 and job.coalesce is True
+        assert job.next_run_time.weekday() == 0 and job.next_run_time.hour == 8
+    finally:
+        scheduler.shutdown(wait=False)
+        engine.dispose()
+
+
+def test_missed_digest_runs_once_on_restart_within_grace(db_url, tmp_path):
+    RUNS.clear()
+    schedule = schedule_for(tmp_path)
+    with Downtime(db_url, schedule, timedelta(hours=1)):
+        engine = make_engine(db_url)
+        scheduler = make_scheduler(engine, schedule, task_ref=TASK)
+        try:
+            scheduler.resume()
+            assert wait_for(lambda: RUNS == ["weekly-digest"])
+            time.sleep(0.3)
+            assert RUNS == ["weekly-digest"]
+            assert scheduler.get_job("weekly-digest").next_run_time > datetime.now(UTC)
+        finally:
+            scheduler.shutdown(wait=True)
+            engine.dispose()
+
+
+def test_missed_digest_beyond_grace_is_skipped_with_a_warning(db_url, tmp_path, caplog):
+    RUNS.clear()
+    schedule = schedule_for(tmp_path)
+    with Downtime(db_url, schedule, timedelta(hours=7)):
+        engine = make_engine(db_url)
+        scheduler = make_scheduler(engine, schedule, task_ref=TASK)
+        try:
+            with caplog.at_level(logging.WARNING, logger="pipeline.scheduling"):
+                scheduler.resume()
+                assert wait_for(lambda: any(getattr(r, "action", "") == "job_missed" for r in caplog.records))
+            assert RUNS == []
+            assert scheduler.get_job("weekly-digest").next_run_time > datetime.now(UTC)
+        finally:
+            scheduler.shutdown(wait=True)
+            engine.dispose()
+
+
+def test_a_second_scheduler_on_the_same_database_is_refused(db_url, tmp_path):
+    engine = make_engine(db_url)
+    try:
+        with single_scheduler(engine, tmp_path / "var"):
+            with pytest.raises(ConfigError, match="another scheduler"):
+                with single_scheduler(engine, tmp_path / "var"):
+                    pass
+        with single_scheduler(engine, tmp_path / "var"):
+            pass
+    finally:
+        engine.dispose()

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.scheduling.runner import trigger_for
+from pipeline.scheduling.schedule import Job, load_schedule, parse_duration
+
+NY = ZoneInfo("America/New_York")
+
+
+def job(cron: str, tz: str = "America/New_York") -> Job:
+    return Job(id="j", task="send-digest", cron=cron, timezone=tz, misfire_grace=timedelta(hours=6), digest="weekly")
+
+
+@pytest.mark.parametrize(("at", "expected"), [
+    (datetime(2026, 11, 23, 8, 0, tzinfo=NY), datetime(2026, 11, 23, 8, 0, tzinfo=NY)),  # at a fire time: inclusive
+    (datetime(2026, 11, 23, 7, 59, 59, tzinfo=NY), datetime(2026, 11, 16, 8, 0, tzinfo=NY)),
+    (datetime(2026, 11, 25, 12, 0, tzinfo=UTC), datetime(2026, 11, 23, 8, 0, tzinfo=NY)),
+    (datetime(2026, 3, 9, 12, 0, tzinfo=UTC), datetime(2026, 3, 9, 8, 0, tzinfo=NY)),  # the Monday after DST starts
+])
+def test_previous_fire_is_the_latest_at_or_before(at, expected):
+    assert job("0 8 * * mon").previous_fire(at) == expected
+
+
+def test_period_spans_a_dst_change_by_wall_clock():
+    weekly = job("0 8 * * mon")
+    fire = weekly.previous_fire(datetime(2026, 3, 9, 12, 0, tzinfo=UTC))
+    before = weekly.fire_before(fire)
+    assert before == datetime(2026, 3, 2, 8, 0, tzinfo=NY)
+    assert fire.astimezone(UTC) - before.astimezone(UTC) == timedelta(days=7) - timedelta(hours=1)
+
+
+def test_numeric_days_of_week_mean_what_cron_means():
+    assert job("0 8 * * 1").dow_names_cron() == "0 8 * * mon"
+    assert job("0 8 * * 0,6").dow_names_cron() == "0 8 * * sun,sat"
+    assert job("0 8 * * 1-5").dow_names_cron() == "0 8 * * mon-fri"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cron=st.sampled_from(["0 8 * * mon", "0 8 * * 1", "30 6 * * 0", "0 9 1 * *", "*/15 * * * *", "0 7 * * 1-5",
+                          "0 12 15 * *", "45 23 * * sat", "0 0 * * 7"]),
+    start=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(NY)),
+)
+def test_apscheduler_trigger_agrees_with_planning(cron, start):
+    """The runner's trigger fires exactly at the times the planner uses to define issues."""
+    j = job(cron)
+    trigger = trigger_for(j)
+    ours = j.next_fire(start)
+    theirs = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
+    assert theirs == ours
+
+
+SCHEDULE = """timezone: America/New_York
+digests:
+  weekly: {title: "Weekly", cadence: weekly, topics: all}
+  bad: {title: "Bad", cadence: daily, topics: all}
+jobs:
+  - {id: feeds, task: build-feeds, cron: "*/15 * * * *"}
+  - {id: weekly-digest, task: send-digest, digest: weekly, cron: "0 8 * * mon", misfire_grace: 6h}
+  - {id: broken, task: send-digest, digest: weekly, cron: "0 8 * *"}
+  - {id: orphan, task: send-digest, digest: nope, cron: "0 8 * * mon"}
+  - {id: late, task: build-feeds, cron: "0 * * * *", misfire_grace: soon}
+"""
+
+
+def test_schedule_problems_name_line_and_field(tmp_path):
+    path = tmp_path / "schedules.yaml"
+    path.write_text(SCHEDULE)
+    schedule, problems = load_schedule(path)
+    assert schedule is None
+    found = {(p.line, p.field) for p in problems}
+    assert found == {(4, "digests.bad.cadence"), (8, "jobs.broken.cron"), (9, "jobs.orphan.digest"),
+                     (10, "jobs.late.misfire_grace")}
+
+
+def test_repository_schedule_is_valid():
+    from pathlib import Path
+
+    schedule, problems = load_schedule(Path(__file__).resolve().parents[2] / "schedules.yaml")
+    assert problems == []
+    assert set(schedule.digests) == {"weekly", "monthly"}
+    assert schedule.job_for_digest("weekly").misfire_grace == timedelta(hours=6)
+
+
+def test_durations():
+    assert parse_duration("6h") == timedelta(hours=6)
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration(30) == timedelta(seconds=30)
+    with pytest.raises(ValueError):
+        parse_duration("six hours")
