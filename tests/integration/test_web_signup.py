@@ -34,7 +34,7 @@ def test_sign_up_sends_one_confirmation_and_stores_a_pending_subscriber(any_site
     site = any_site
     r = site.signup("Ann@Example.org", topics=("clinical-trials", "hospice-end-of-life"), cadence="monthly")
     assert r.status_code == 200
-    assert "Please check your inbox" in r.text and "Ann@example.org" in r.text
+    assert "Please check your inbox" in r.page and "Ann@example.org" in r.page
     row = site.subscriber("ann@example.org")
     assert row.status == "pending" and row.consent_at is None
     assert row.topics == "clinical-trials;hospice-end-of-life" and row.cadence == "monthly"
@@ -60,7 +60,7 @@ def test_confirm_is_a_post_behind_one_button_and_records_consent(any_site):
     assert page.status_code == 200 and page.text.count("<button") == 1
     assert site.snapshot() == before, "opening the confirmation link changed something"
     r = site.post(confirm, data={"csrf_token": csrf_of(page.text)})
-    assert r.status_code == 200 and "You're subscribed" in r.text
+    assert r.status_code == 200 and "You're subscribed" in r.page
     row = site.subscriber("ben@example.org")
     assert row.status == "confirmed" and row.consent_source == "web-double-opt-in" and row.consent_at == T0
     welcome = site.outbox()[-1]
@@ -116,7 +116,7 @@ def test_confirmation_at_most_once_an_hour_and_resend_obeys_it(site):
     site.signup("dan@example.org")
     resend = site.post("/subscribe/resend", data={"csrf_token": csrf_of(r.text),
                                                   "r": re.search(r'name="r" value="([^"]+)"', r.text).group(1)})
-    assert resend.status_code == 200 and "If a new email was due" in resend.text
+    assert resend.status_code == 200 and "If a new email was due" in resend.page
     assert len(site.outbox()) == 1
     site.clock.advance(minutes=61)
     resend = site.post("/subscribe/resend", data={"csrf_token": csrf_of(r.text),
@@ -134,7 +134,7 @@ def test_resend_value_cannot_be_forged(site):
 
 def test_honeypot_does_nothing(site):
     r = site.signup("eve@example.org", website="filled by a bot")
-    assert r.status_code == 200 and "Please check your inbox" in r.text
+    assert r.status_code == 200 and "Please check your inbox" in r.page
     assert site.subscriber("eve@example.org") is None and site.outbox() == []
 
 
@@ -142,7 +142,7 @@ def test_rate_limit_per_ip(site):
     for i in range(10):
         assert site.signup(f"person{i}@example.org", ip="198.51.100.7").status_code == 200
     blocked = site.signup("person10@example.org", ip="198.51.100.7")
-    assert blocked.status_code == 429 and "try again in an hour" in blocked.text
+    assert blocked.status_code == 429 and "try again in an hour" in blocked.page
     assert site.subscriber("person10@example.org") is None
     assert site.signup("person11@example.org", ip="198.51.100.8").status_code == 200
     site.clock.advance(minutes=61)
@@ -155,7 +155,7 @@ def test_rate_limit_per_address_across_ips(site):
     with site.engine.connect() as conn:
         events = conn.execute(select(func.count()).select_from(tables.rate_events)).scalar_one()
     sixth = site.signup("target@example.org", ip="203.0.113.99", cadence="monthly")
-    assert sixth.status_code == 200 and "Please check your inbox" in sixth.text
+    assert sixth.status_code == 200 and "Please check your inbox" in sixth.page
     assert site.subscriber("target@example.org").cadence == "weekly", "a blocked sign-up still wrote"
     with site.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.rate_events)).scalar_one() == events + 1
@@ -171,7 +171,7 @@ def test_invalid_input_is_explained_next_to_the_field(site):
     assert 'role="alert"' in r.text
     assert 'id="email-error"' in r.text and 'aria-invalid="true"' in r.text
     assert "email-error" in page.described_by and "topics-error" in page.described_by
-    assert "Please choose at least one topic." in r.text
+    assert "Please choose at least one topic." in r.page
     assert 'value="not-an-address"' in r.text
     assert site.snapshot()["subscribers"] == [] and site.outbox() == []
 
@@ -206,9 +206,9 @@ def test_expired_confirmation_link_explains_and_changes_nothing(site, monkeypatc
         m.setattr(itsdangerous.timed.time, "time", lambda: real() - 8 * 86400)
         old = site.signer.sign("confirm", row.id, row.token_version)
     page = site.get(f"/confirm/{old}")
-    assert page.status_code == 400 and "This link has expired" in page.text and 'href="/subscribe"' in page.text
+    assert page.status_code == 400 and "This link has expired" in page.page and 'href="/subscribe"' in page.text
     r = site.post(f"/confirm/{old}", data={"csrf_token": csrf_of(site.get("/subscribe").text)})
-    assert r.status_code == 400 and "This link has expired" in r.text
+    assert r.status_code == 400 and "This link has expired" in r.page
     assert site.subscriber("gil@example.org").status == "pending"
 
 

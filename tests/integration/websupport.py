@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import os
 import re
 from dataclasses import dataclass, field
@@ -100,7 +101,9 @@ class Site:
         return self.clients[ip]
 
     def request(self, method: str, url: str, *, ip: str = "192.0.2.10", **kwargs) -> httpx.Response:
-        return self.portal.call(lambda: self.client(ip).request(method, url, **kwargs))
+        response = self.portal.call(lambda: self.client(ip).request(method, url, **kwargs))
+        response.page = html.unescape(response.text)  # the words a reader sees (Jinja escapes apostrophes)
+        return response
 
     def get(self, url: str, **kwargs) -> httpx.Response:
         return self.request("GET", url, **kwargs)
