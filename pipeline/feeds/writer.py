@@ -15,9 +15,9 @@ def _entry(e: Entry) -> FeedEntry:
     fe.load_extension("dc", atom=False, rss=True)
     fe.id(e.id)
     fe.title(e.title)
+    # One link only: feedgen 1.0 drops rel/type of entry links in Atom (a shadowed variable in atom_entry),
+    # so a second, "related" link would read as another alternate. The external link is in the content.
     fe.link(href=e.url, rel="alternate", type="text/html")
-    if e.external_url:
-        fe.link(href=e.external_url, rel="related", title="Original article")
     fe.published(e.published)
     fe.updated(e.updated)
     fe.summary(e.summary)
