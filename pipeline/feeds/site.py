@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.content.model import Article, Library
 from pipeline.content.render import body_html
 from pipeline.feeds import jsonfeed, writer
-from pipeline.feeds.bodies import render_bodies
+from pipeline.feeds.bodies import PageJob, write_pages
 from pipeline.feeds.items import FORMATS, Entry, Site, feed_spec, select_feeds
 from pipeline.feeds.pages import Pages, environment
 from pipeline.fsio import write_atomic
@@ -77,11 +77,13 @@ def _listing(directory: Path) -> set[str]:
 
 
 def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: str, templates_dir: Path,
-               site_title: str = "MBC Digest", max_feed_items: int | None = MAX_FEED_ITEMS) -> BuildReport:
+               site_title: str = "MBC Digest", max_feed_items: int | None = MAX_FEED_ITEMS,
+               workers: int | None = None) -> BuildReport:
     """Write every feed (site-wide and per topic, RSS, Atom and JSON Feed), the article pages and the index.
 
     Only articles live at ``at`` appear. Output depends on the inputs alone (never on the clock), so an
     unchanged library gives byte-identical files, and unchanged files are not rewritten.
+    ``workers``: processes for rendering many pages (default: the CPU count, at most 8; 1 = in-process).
     """
     public_dir = Path(public_dir)
     templates_dir = Path(templates_dir)
@@ -123,23 +125,28 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
         if old_feeds.get(name) != feed_keys[name] or not files_there:
             feed_todo.append((name, articles))
 
-    rendered = render_bodies([a.body for a in page_todo] + [a.body for _, arts in feed_todo for a in arts])
-
-    def render(body: str) -> str:
-        html = rendered.get(body)
-        return html if html is not None else body_html(body)
-
-    # Act.
+    # Act. Without a manifest the next build compares every file, so a crash part-way can leave nothing stale.
+    manifest_path.unlink(missing_ok=True)
     written = {"feeds": 0, "pages": 0, "withdrawn": 0, "unchanged": 0}
 
     def put(path: Path, data: bytes | str, kind: str) -> None:
         written[kind if write_atomic(path, data) else "unchanged"] += 1
 
-    pages = Pages(environment(templates_dir), site=site, library=library, css_version=_h(css.hex())[:10])
+    css_version = _h(css.hex())[:10]
     put(public_dir / "static" / "site.css", css, "pages")
-    for a in page_todo:
-        put(articles_dir / f"{a.slug}.html", pages.article(a, render(a.body)), "pages")
-    written["unchanged"] += len(live) - len(page_todo)
+    job = PageJob(templates_dir=templates_dir, site=site, library=Library(topics=library.topics, articles=()),
+                  css_version=css_version, articles_dir=articles_dir)
+    in_feeds = frozenset(a.slug for _, arts in feed_todo for a in arts)
+    changed, html_by_slug = write_pages(job, page_todo, keep_html=in_feeds, workers=workers)
+    written["pages"] += changed
+    written["unchanged"] += len(live) - changed
+
+    rendered = {a.body: html_by_slug[a.slug] for a in page_todo if a.slug in html_by_slug}
+
+    def render(body: str) -> str:
+        return rendered[body] if body in rendered else body_html(body)
+
+    pages = Pages(environment(templates_dir), site=site, library=library, css_version=css_version)
     live_pages = page_files
     gone = sorted(name for name in existing_pages if name.endswith(".html") and name not in live_pages)
     if gone:
