@@ -21,7 +21,6 @@ from pipeline.web.security import Csrf, SecurityHeaders
 from pipeline.web.static import PublicFiles, asset_version
 
 log = logging.getLogger("pipeline.web")
-ASSETS = Path(__file__).with_name("static")
 
 
 def _default_timezone(ctx) -> str:
@@ -36,6 +35,7 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
     settings = ctx.settings
     public = Path(settings.public_dir)
     public.mkdir(parents=True, exist_ok=True)
+    assets = Path(settings.templates_dir).resolve() / "web" / "static"
     env = Environment(loader=FileSystemLoader(str(Path(settings.templates_dir).resolve())),
                       autoescape=select_autoescape(["html", "html.j2"]), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
@@ -44,7 +44,7 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
         csrf=Csrf(settings.secret_key, secure=settings.site_url.startswith("https://")),
         now=clock or (lambda: datetime.now(UTC)), default_timezone=_default_timezone(ctx),
         rate_limits=settings.web_rate_limits,
-        asset_urls={name: f"/static/{name}?v={asset_version(ASSETS / name)}" for name in ("site.css", "tz.js")},
+        asset_versions={name: asset_version(assets / name) for name in ("site.css", "tz.js")},
     )
 
     async def healthz(_request):
@@ -86,7 +86,8 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
         Route("/u/{token}", web.one_click, methods=["POST"]),
         Route("/someone-has-died", web.deceased_form, methods=["GET"]),
         Route("/someone-has-died", web.deceased, methods=["POST"]),
-        Mount("/static", app=PublicFiles(ASSETS, cache_control="public, max-age=31536000, immutable",
+        # The same stylesheet the feeds stage copies to public/static/, straight from its source.
+        Mount("/static", app=PublicFiles(assets, cache_control="public, max-age=86400",
                                          not_found=not_found)),
         Mount("/", app=PublicFiles(public, not_found=not_found)),
     ]

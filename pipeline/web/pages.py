@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from pipeline.content.model import Library
 from pipeline.errors import PipelineError
+from pipeline.feeds.items import ALL, Site, feed_links
 from pipeline.settings import Settings
 from pipeline.subscribers import lifecycle, messages
 from pipeline.subscribers.csvio import check_email
@@ -72,10 +73,12 @@ class Web:
     now: Callable[[], datetime]
     default_timezone: str = "America/New_York"
     rate_limits: bool = True
-    asset_urls: dict[str, str] = field(default_factory=dict)
+    asset_versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.site = self.settings.site_url.rstrip("/")
+        self.base_url = self.settings.site_url.rstrip("/")
+        self.site = Site.make(self.settings.site_url, "MBC Digest")
+        self.site_feeds = feed_links(self.site, ALL)
         self._resend = URLSafeTimedSerializer(self.settings.secret_key, salt="mbc-pipeline/resend")
         self.sensitive = frozenset(t.id for t in self.library.topics if t.sensitive)
 
@@ -92,8 +95,9 @@ class Web:
                background: BackgroundTask | None = None) -> HTMLResponse:
         cookie, new = self.csrf.cookie_for(request)
         html = self.env.get_template(f"web/{template}").render(
-            csrf_token=self.csrf.field_value(cookie), stylesheet_url=self.asset_urls.get("site.css"),
-            tz_script_url=self.asset_urls.get("tz.js"), **(values or {}))
+            csrf_token=self.csrf.field_value(cookie), site=self.site, site_feeds=self.site_feeds, root="/",
+            css_version=self.asset_versions.get("site.css", ""),
+            tz_script_url="/static/tz.js?v=" + self.asset_versions.get("tz.js", ""), **(values or {}))
         response = HTMLResponse(html, status_code=status, background=background,
                                 headers={"Cache-Control": "no-store"})
         if new:
@@ -147,7 +151,7 @@ class Web:
         return self.signer.verify(purpose, token, max_age=max_age)
 
     def url(self, path: str) -> str:
-        return self.site + path
+        return self.base_url + path
 
     def links_for(self, sub: Subscriber) -> dict[str, str]:
         return {
