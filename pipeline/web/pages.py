@@ -364,7 +364,7 @@ class Web:
                           errors: dict | None = None, chosen=None, cadence: str | None = None, status: int = 200):
         paused = sub.paused_until if sub.paused_until and sub.paused_until > self.now() else None
         return self.render(request, "preferences.html.j2", {
-            "token": token, "saved": saved, "errors": errors or {}, "topics": self.library.topics,
+            "token": token, "email": sub.email, "saved": saved, "errors": errors or {}, "topics": self.library.topics,
             "chosen": chosen if chosen is not None else (sub.topics or self.library.default_topic_ids),
             "cadence": cadence or sub.cadence, "pause_weeks": PAUSE_WEEKS,
             "paused_until": _human_date(paused, sub.timezone) if paused else "",
