@@ -5,8 +5,10 @@ GET never changes state (link scanners follow every link), so every change is a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,12 +83,14 @@ class Web:
         self.site_feeds = feed_links(self.site, ALL)
         self._resend = URLSafeTimedSerializer(self.settings.secret_key, salt="mbc-pipeline/resend")
         self.sensitive = frozenset(t.id for t in self.library.topics if t.sensitive)
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
 
     # ----- helpers -------------------------------------------------------------------------------------------
 
     async def db(self, fn, *args, **kwargs):
         def run():
-            with self.engine.begin() as conn:
+            # SQLite has one writer; queueing here avoids its busy-wait back-off (sleeps of up to 100 ms).
+            with self._write_lock, self.engine.begin() as conn:
                 return fn(conn, *args, **kwargs)
 
         return await anyio.to_thread.run_sync(run)

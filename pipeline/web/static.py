@@ -107,19 +107,23 @@ class PublicFiles:
             return None, False
         return path, False
 
-    def _entry(self, path: Path) -> Entry | None:
+    def _cached(self, path: Path) -> tuple[Entry | None, tuple[int, int] | None]:
+        """The cached entry if the file is unchanged (one stat, no read), else (None, stamp)."""
         try:
             st = path.stat()
         except OSError:
-            return None
+            return None, None
         stamp = (st.st_mtime_ns, st.st_size)
-        key = str(path)
         with self._lock:
-            cached = self._cache.get(key)
+            cached = self._cache.get(str(path))
             if cached and cached[0] == stamp:
-                self._cache.move_to_end(key)
-                return cached[1]
+                self._cache.move_to_end(str(path))
+                return cached[1], stamp
+        return None, stamp
+
+    def _load(self, path: Path) -> Entry | None:
         try:
+            st = path.stat()
             body = path.read_bytes()
         except OSError:
             return None
@@ -134,8 +138,8 @@ class PublicFiles:
                       content_type=ctype)
         if len(body) <= MAX_CACHED:
             with self._lock:
-                self._cache[key] = (stamp, entry)
-                self._cache.move_to_end(key)
+                self._cache[str(path)] = ((st.st_mtime_ns, st.st_size), entry)
+                self._cache.move_to_end(str(path))
                 while len(self._cache) > self.max_entries:
                     self._cache.popitem(last=False)
         return entry
@@ -160,11 +164,16 @@ class PublicFiles:
             return
         root = scope.get("root_path", "")
         route_path = scope["path"][len(root):] if root and scope["path"].startswith(root) else scope["path"]
-        path, needs_slash = await anyio.to_thread.run_sync(self._locate, route_path)
+        # Locating and stat-ing are single cheap syscalls; only reading and compressing go to a thread.
+        path, needs_slash = self._locate(route_path)
         if needs_slash:
             await RedirectResponse(scope["path"] + "/", status_code=308)(scope, receive, send)
             return
-        entry = await anyio.to_thread.run_sync(self._entry, path) if path else None
+        entry = None
+        if path is not None:
+            entry, stamp = self._cached(path)
+            if entry is None and stamp is not None:
+                entry = await anyio.to_thread.run_sync(self._load, path)
         if entry is None:
             if self.not_found is not None:
                 await self.not_found(scope, receive, send)
