@@ -41,6 +41,12 @@ class BuildReport:
     def files_written(self) -> int:
         return self.feeds_written + self.pages_written + self.withdrawn_written
 
+    def summary(self) -> str:
+        if self.skipped_fast:
+            return f"{self.articles_live} live articles; nothing changed since the last build"
+        return (f"{self.articles_live} live articles; wrote {self.feeds_written} feeds, {self.pages_written} pages, "
+                f"{self.withdrawn_written} withdrawn notices; {self.unchanged} files already up to date")
+
 
 def _h(*parts: str) -> str:
     return hashlib.blake2b("\x1e".join(parts).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

@@ -62,11 +62,11 @@ def test_empty_feed_is_valid():
 
 
 def test_author_without_email_appears_in_both_formats():
-    e = entry("x", 1, author="Dana Reyes")
+    e = entry("x", 1, author="Test Author")
     for make in (writer.rss_bytes, writer.atom_bytes):
         parsed = feedparser.parse(make(spec([e])))
-        assert parsed.entries[0].author == "Dana Reyes"
-    assert json.loads(jsonfeed.json_bytes(spec([e])))["items"][0]["authors"] == [{"name": "Dana Reyes"}]
+        assert parsed.entries[0].author == "Test Author"
+    assert json.loads(jsonfeed.json_bytes(spec([e])))["items"][0]["authors"] == [{"name": "Test Author"}]
 
 
 def test_shared_entry_cache_gives_the_same_bytes_as_fresh_entries():
