@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.delivery.backend import Outcome
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
-from pipeline.store.tables import subscribers as t_sub
 from pipeline.subscribers import repository
 
 STATES = ("pending", "in_flight", "sent", "failed", "suppressed", "unknown")
@@ -103,8 +102,11 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
                 assignments = plan_recipients(conn)
+                # In variant order: claims walk the pending rows of ix_deliveries_issue_state in insertion order,
+                # so each variant's rows then sit together and a claim for one variant finds them at once.
                 rows = [{"issue_id": issue_id, "subscriber_id": sid, "variant": key, "state": "pending",
-                         "attempts": 0, "possible_duplicate": False} for sid, key in assignments.items()]
+                         "attempts": 0, "possible_duplicate": False}
+                        for key, sid in sorted((key, sid) for sid, key in assignments.items())]
                 for i in range(0, len(rows), INSERT_CHUNK):
                     conn.execute(insert(t_del), rows[i:i + INSERT_CHUNK])
                 return issue_id, True
@@ -128,6 +130,9 @@ def claim_batch(engine: Engine, issue_id: int, *, limit: int, worker_id: str, at
     conditions = [t_del.c.issue_id == issue_id, t_del.c.state == "pending"]
     if variant is not None:
         conditions.append(t_del.c.variant == variant)
+    # Without ``variant``, the claim walks ix_deliveries_issue_state and stops after ``limit`` rows; open_issue
+    # inserted the rows in variant order, so a batch holds one or two variants. With ``variant``, SQLite must
+    # also skip the other variants' pending rows, which costs a scan per claim on a large issue.
     # A CTE, not "IN (subquery)": PostgreSQL may run such a subquery more than once, each time skipping the rows
     # the last run locked, and so claim more than ``limit`` rows. A locking CTE is evaluated exactly once.
     pick = (select(t_del.c.subscriber_id).where(*conditions).limit(limit)
@@ -142,31 +147,35 @@ def claim_batch(engine: Engine, issue_id: int, *, limit: int, worker_id: str, at
         claimed = conn.execute(stmt).all()
         if not claimed:
             return Claim(batch_id=batch_id, rows=(), suppressed=())
-        ids = [r.subscriber_id for r in claimed]
-        mailable = repository.still_mailable_ids(conn, ids, at=mailable_at or at)
-        gone = sorted(set(ids) - mailable)
+        ids = [r[0] for r in claimed]
+        mailable = repository.mailable_contacts(conn, ids, at=mailable_at or at)
+        gone = sorted(set(ids).difference(mailable))
         if gone:
             conn.execute(update(t_del)
                          .where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(gone))
                          .values(state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
-        people = {r.id: r for r in conn.execute(
-            select(t_sub.c.id, t_sub.c.email, t_sub.c.token_version).where(t_sub.c.id.in_(sorted(mailable))))}
-    rows = tuple(ClaimedRow(subscriber_id=r.subscriber_id, variant=r.variant, email=people[r.subscriber_id].email,
-                            token_version=people[r.subscriber_id].token_version,
-                            possible_duplicate=bool(r.possible_duplicate))
-                 for r in sorted(claimed, key=lambda r: r.subscriber_id) if r.subscriber_id in mailable)
-    return Claim(batch_id=batch_id, rows=rows, suppressed=tuple(gone))
+    rows = []
+    for sid, key, dup in sorted(tuple(r) for r in claimed):
+        contact = mailable.get(sid)
+        if contact is not None:
+            rows.append(ClaimedRow(subscriber_id=sid, variant=key, email=contact[0], token_version=contact[1],
+                                   possible_duplicate=bool(dup)))
+    rows.sort(key=lambda r: r.variant)
+    return Claim(batch_id=batch_id, rows=tuple(rows), suppressed=tuple(gone))
 
 
 def finish(engine: Engine, issue_id: int, batch_id: str, outcomes: Iterable[Outcome], *, at: datetime,
            variant: str | None = None) -> dict[str, int]:
-    """Record what the backend said about a claimed batch. Rows since taken by another worker are left alone."""
+    """Record what the backend said about a claimed batch. Rows since recovered or taken by another worker are
+    left alone."""
     groups: dict[tuple[str, str | None, str | None], list[int]] = {}
     for o in outcomes:
         if o.state not in ("sent", "failed", "unknown"):
             raise ValueError(f"unknown outcome state {o.state!r}")
         groups.setdefault((o.state, o.reason, o.provider_status), []).append(o.subscriber_id)
     done: dict[str, int] = {}
+    # Only rows still in flight under this batch: a row that recovery has put back to pending (its sender was
+    # presumed dead) stays pending and is sent again, flagged as a possible duplicate.
     with engine.begin() as conn:
         for (state, reason, provider_status), ids in groups.items():
             values: dict = {"state": state, "reason": reason, "provider_status": provider_status}
@@ -174,10 +183,12 @@ def finish(engine: Engine, issue_id: int, batch_id: str, outcomes: Iterable[Outc
                 values["sent_at"] = at
             if variant is not None:
                 values["variant"] = variant
-            result = conn.execute(update(t_del).where(
-                t_del.c.issue_id == issue_id, t_del.c.batch_id == batch_id,
-                t_del.c.state.in_(OPEN_STATES), t_del.c.subscriber_id.in_(ids)).values(**values))
-            done[state] = done.get(state, 0) + result.rowcount
+            stmt = update(t_del).where(
+                t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+                t_del.c.batch_id == batch_id, t_del.c.state == "in_flight").values(**values)
+            for i in range(0, len(ids), 1000):
+                result = conn.execute(stmt, {"ids": ids[i:i + 1000]})
+                done[state] = done.get(state, 0) + max(result.rowcount, 0)
     return done
 
 

@@ -48,13 +48,15 @@ class RecipientBuilder:
         self.signer = signer or Signer(settings.secret_key)
         self.fire_at = fire_at
         self.domain = settings.sender_domain
-        self._key = hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest()
+        self._mac = hmac.new(hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest(),
+                             digestmod=hashlib.sha256)
         label = _LABEL_UNSAFE.sub("-", digest.name).strip("-").lower() or "digest"
         self._prefix = f"digest-{label}-{fire_at.astimezone(UTC):%Y%m%dT%H%MZ}"
 
     def message_id(self, subscriber_id: int) -> str:
-        mac = hmac.new(self._key, f"{self._prefix}.s{subscriber_id}".encode(), hashlib.sha256).hexdigest()[:8]
-        return f"<{self._prefix}.s{subscriber_id}.{mac}@{self.domain}>"
+        mac = self._mac.copy()
+        mac.update(f"{self._prefix}.s{subscriber_id}".encode())
+        return f"<{self._prefix}.s{subscriber_id}.{mac.hexdigest()[:8]}@{self.domain}>"
 
     def build(self, subscriber_id: int, email: str, token_version: int = 0) -> Recipient:
         # Tokens carry the fire time as their issue time: the same links on every run of this issue.

@@ -10,10 +10,26 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple, Protocol
 
 from pipeline.content.model import Article, Library
 from pipeline.scheduling.schedule import Digest, Job
-from pipeline.subscribers.model import Subscriber, effective_topics
+from pipeline.subscribers.model import effective_topics
+
+
+class Reader(Protocol):
+    """What planning needs of a subscriber (a Subscriber will do)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def topics(self) -> tuple[str, ...]: ...
+
+
+class PlanEntry(NamedTuple):
+    id: int
+    topics: tuple[str, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +100,7 @@ def variant_key(digest: str, articles: tuple[Article, ...]) -> str:
 
 
 def plan_issue(library: Library, digest: Digest, job: Job, *, at: datetime,
-               subscribers: Iterable[Subscriber]) -> IssuePlan:
+               subscribers: Iterable[Reader]) -> IssuePlan:
     """Plan the issue of ``digest`` that ``at`` falls in, for these (already eligible) subscribers."""
     start, fire = issue_period(job, at=at)
     articles = period_articles(library, digest, start, fire)

@@ -120,7 +120,7 @@ class DigestRenderer:
         self.env = env or make_environment(settings.templates_dir)
         self.html_template = self.env.get_template("email/digest.html.j2")
         self.text_template = self.env.get_template("email/digest.txt.j2")
-        self.inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+        self.inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False, minify_css=True)
         self.brand = parseaddr(settings.sender)[0] or "MBC Digest"
 
     def article_view(self, a: Article) -> ArticleView:

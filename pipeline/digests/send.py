@@ -16,17 +16,17 @@ from sqlalchemy.engine import Engine
 
 from pipeline.content.model import Library
 from pipeline.delivery import ledger
-from pipeline.delivery.backend import Backend, Outcome
+from pipeline.delivery.backend import Backend, Outcome, RenderedVariant
 from pipeline.digests import archive
 from pipeline.digests.message import RecipientBuilder, example_substitutions, issue_meta
-from pipeline.digests.plan import IssuePlan, generic_variant, issue_period, plan_issue
+from pipeline.digests.plan import IssuePlan, PlanEntry, generic_variant, issue_period, plan_issue
 from pipeline.digests.render import DigestRenderer
 from pipeline.errors import DeliveryError, DeliveryUnknown, InputError
 from pipeline.scheduling.schedule import Schedule
 from pipeline.settings import Settings
 from pipeline.store.tables import subscribers as t_sub
 from pipeline.subscribers import repository
-from pipeline.subscribers.model import Subscriber, split_topics
+from pipeline.subscribers.model import split_topics
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=30)
@@ -76,16 +76,13 @@ class SendReport:
         return out
 
 
-def _subscribers_by_id(engine: Engine, ids: list[int]) -> list[Subscriber]:
-    out: list[Subscriber] = []
+def _readers_by_id(engine: Engine, ids: list[int]) -> list[PlanEntry]:
+    out: list[PlanEntry] = []
     with engine.connect() as conn:
         for i in range(0, len(ids), 1000):
-            rows = conn.execute(select(t_sub.c.id, t_sub.c.email, t_sub.c.topics, t_sub.c.cadence,
-                                       t_sub.c.status, t_sub.c.token_version)
-                                .where(t_sub.c.id.in_(ids[i:i + 1000])))
-            out.extend(Subscriber(id=r.id, email=r.email, name="", topics=split_topics(r.topics), cadence=r.cadence,
-                                  timezone="UTC", status=r.status, token_version=r.token_version) for r in rows)
-    out.sort(key=lambda s: s.id)
+            rows = conn.execute(select(t_sub.c.id, t_sub.c.topics).where(t_sub.c.id.in_(ids[i:i + 1000])))
+            out.extend(PlanEntry(sid, split_topics(topics)) for sid, topics in rows)
+    out.sort()
     return out
 
 
@@ -114,8 +111,9 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
 
     if dry_run:
         with engine.connect() as conn:
-            plan = plan_issue(library, digest, job, at=at,
-                              subscribers=repository.eligible(conn, cadence=digest.cadence, at=at))
+            readers = (PlanEntry(sid, topics) for sid, topics in
+                       repository.eligible_topics(conn, cadence=digest.cadence, at=at))
+            plan = plan_issue(library, digest, job, at=at, subscribers=readers)
             issue_id = ledger.find_issue(conn, name, fire)
             found = ledger.counts(conn, issue_id) if issue_id is not None else {}
         return SendReport(digest=name, fire_at=fire, period_start=start, period_end=fire, dry_run=True,
@@ -127,8 +125,9 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     planned: dict[str, IssuePlan] = {}
 
     def plan_recipients(conn) -> dict[int, str]:
-        planned["plan"] = plan_issue(library, digest, job, at=at,
-                                     subscribers=repository.eligible(conn, cadence=digest.cadence, at=at))
+        readers = (PlanEntry(sid, topics) for sid, topics in
+                   repository.eligible_topics(conn, cadence=digest.cadence, at=at))
+        planned["plan"] = plan_issue(library, digest, job, at=at, subscribers=readers)
         return planned["plan"].assignments
 
     issue_id, created = ledger.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock())
@@ -143,7 +142,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         ledger.requeue_failed(engine, issue_id, max_attempts=MAX_ATTEMPTS)
         # Re-plan for the fixed recipients only: content or their topics may have changed since.
         todo = ledger.open_rows(engine, issue_id)
-        plan = plan_issue(library, digest, job, at=at, subscribers=_subscribers_by_id(engine, sorted(todo)))
+        plan = plan_issue(library, digest, job, at=at, subscribers=_readers_by_id(engine, sorted(todo)))
         _, skipped_empty = ledger.reconcile(engine, issue_id, plan.assignments)
     before = ledger.counts(engine, issue_id)
     log.info("digest issue opened", extra={"action": "digest_issue_opened", "digest": name, "issue_id": issue_id,
@@ -152,28 +151,34 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     meta = issue_meta(digest, fire, settings, issue_id)
     renderer = DigestRenderer(settings, library, digest)
     builder = RecipientBuilder(settings, digest, fire)
+    rendered: dict[str, RenderedVariant] = {}
     sent_now = 0
-    for key in ledger.pending_variants(engine, issue_id):
-        variant = plan.variants.get(key)
-        if variant is None:
-            continue  # reconcile moved every such row; a concurrent planner may not have yet
-        rendered = renderer.render(plan, variant)
-        while claim := ledger.claim_batch(engine, issue_id, variant=key, limit=backend.max_batch,
-                                          worker_id=worker_id, at=clock(), mailable_at=at):
-            if not claim.rows:
+    while claim := ledger.claim_batch(engine, issue_id, limit=backend.max_batch, worker_id=worker_id, at=clock(),
+                                      mailable_at=at):
+        by_variant: dict[str, list[ledger.ClaimedRow]] = {}
+        for row in claim.rows:
+            by_variant.setdefault(plan.assignments.get(row.subscriber_id, row.variant), []).append(row)
+        outcomes: list[Outcome] = []
+        for key, rows in by_variant.items():
+            ids = [r.subscriber_id for r in rows]
+            if key not in plan.variants:  # planned by a concurrent run with other content: retry next run
+                outcomes += [Outcome(subscriber_id=i, state="failed", reason="variant not in this run's plan") for i in ids]
                 continue
-            recipients = [builder.build(r.subscriber_id, r.email, r.token_version) for r in claim.rows]
-            ids = [r.subscriber_id for r in recipients]
+            if key not in rendered:
+                rendered[key] = renderer.render(plan, plan.variants[key])
+            recipients = [builder.build(r.subscriber_id, r.email, r.token_version) for r in rows]
             try:
-                outcomes = backend.send_batch(meta, rendered, recipients)
+                got = list(backend.send_batch(meta, rendered[key], recipients))
             except DeliveryUnknown as exc:
-                outcomes = [Outcome(subscriber_id=i, state="unknown", reason=str(exc)) for i in ids]
+                got = [Outcome(subscriber_id=i, state="unknown", reason=str(exc)) for i in ids]
             except DeliveryError as exc:
-                outcomes = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in ids]
-            done = ledger.finish(engine, issue_id, claim.batch_id, _complete_outcomes(list(outcomes), ids), at=clock())
+                got = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in ids]
+            outcomes += _complete_outcomes(got, ids)
+        if outcomes:
+            done = ledger.finish(engine, issue_id, claim.batch_id, outcomes, at=clock())
             sent_now += done.get("sent", 0)
             log.info("digest batch sent", extra={"action": "digest_batch_sent", "digest": name, "issue_id": issue_id,
-                                                  "variant": key, "batch_id": claim.batch_id, **done})
+                                                  "batch_id": claim.batch_id, "variants": len(by_variant), **done})
     complete = ledger.complete_if_done(engine, issue_id, at=clock())
     after = ledger.counts(engine, issue_id)
     if write_archive:
@@ -197,9 +202,7 @@ def preview_digest(name: str, *, at: datetime, settings: Settings, library: Libr
         unknown = [t for t in topics if t not in library.topic_ids]
         if unknown:
             raise InputError(f"--topics: unknown topic ids {', '.join(unknown)}; known: {', '.join(library.topic_ids)}")
-        sample = Subscriber(id=0, email="preview@example.org", name="", topics=tuple(topics), cadence=digest.cadence,
-                            timezone="UTC", status="confirmed")
-        plan = plan_issue(library, digest, job, at=at, subscribers=[sample])
+        plan = plan_issue(library, digest, job, at=at, subscribers=[PlanEntry(0, tuple(topics))])
         variant = plan.variants.get(plan.assignments.get(0, ""))
     else:
         plan = plan_issue(library, digest, job, at=at, subscribers=[])
