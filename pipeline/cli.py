@@ -41,6 +41,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     """mbc-pipeline: articles become feeds and gentle email digests."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     try:
         ctx.obj = Context(load_settings())
         ctx.call_on_close(ctx.obj.close)
