@@ -72,6 +72,8 @@ subscribers = Table(
     Column("paused_until", UTC_DT),
     # Bumped when a subscriber leaves or deletes data, so old links stop working.
     Column("token_version", Integer, nullable=False, default=0),
+    # Ids are never reused, so a link signed for a deleted subscriber can never match a new one.
+    sqlite_autoincrement=True,
 )
 Index("ix_subscribers_status_cadence", subscribers.c.status, subscribers.c.cadence)
 

@@ -29,3 +29,23 @@ def test_migrating_twice_is_harmless(db_url):
             assert set(inspect(conn).get_table_names()) >= set(metadata.tables)
     finally:
         engine.dispose()
+
+
+def test_subscriber_ids_are_never_reused(db_url):
+    from datetime import UTC, datetime
+
+    from pipeline.store.tables import subscribers
+    from pipeline.subscribers import repository
+
+    engine = make_engine(db_url)
+    at = datetime(2026, 11, 25, tzinfo=UTC)
+    try:
+        with engine.begin() as conn:
+            first, _ = repository.upsert(conn, email="gone@example.org", name="", topics=(), cadence="weekly",
+                                         timezone="UTC", at=at)
+            conn.execute(subscribers.delete().where(subscribers.c.id == first))
+            second, _ = repository.upsert(conn, email="new@example.org", name="", topics=(), cadence="weekly",
+                                          timezone="UTC", at=at)
+        assert second > first
+    finally:
+        engine.dispose()

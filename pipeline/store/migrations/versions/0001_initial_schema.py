@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("token_version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscribers")),
         sa.UniqueConstraint("email_key", name=op.f("uq_subscribers_email_key")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.create_index("ix_subscribers_status_cadence", ["status", "cadence"], unique=False)

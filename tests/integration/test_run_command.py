@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
+    for name in ("content", "templates"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "schedules.yaml", tmp_path / "schedules.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env["PYTHONPATH"] = str(ROOT)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "pipeline run did not come up"
+            time.sleep(0.2)
+        feed = httpx.get(f"http://127.0.0.1:{port}/feeds/all.atom.xml", timeout=5)
+        assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/atom+xml")
+        assert (tmp_path / "public" / "feeds" / "all.json").is_file()
+    finally:
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, output
+    assert "scheduler stopped" in output
+    assert "Traceback" not in output
