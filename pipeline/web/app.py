@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -16,7 +17,8 @@ from starlette.routing import Mount, Route
 
 from pipeline.errors import PipelineError
 from pipeline.subscribers.tokens import Signer
-from pipeline.web.pages import Web
+from pipeline.web import leaving, preferences, signup
+from pipeline.web.handlers import Web
 from pipeline.web.security import Csrf, SecurityHeaders
 from pipeline.web.static import PublicFiles, asset_version
 
@@ -47,6 +49,9 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
         asset_versions={name: asset_version(assets / name) for name in ("site.css", "tz.js")},
     )
 
+    def page(handler):
+        return partial(handler, web)
+
     async def healthz(_request):
         return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
@@ -69,23 +74,23 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
 
     routes = [
         Route("/healthz", healthz),
-        Route("/subscribe", web.subscribe_form, methods=["GET"]),
-        Route("/subscribe", web.subscribe, methods=["POST"]),
-        Route("/subscribe/resend", web.resend, methods=["POST"]),
-        Route("/confirm/{token}", web.confirm_page, methods=["GET"]),
-        Route("/confirm/{token}", web.confirm, methods=["POST"]),
-        Route("/preferences/{token}", web.preferences_page, methods=["GET"]),
-        Route("/preferences/{token}", web.preferences, methods=["POST"]),
-        Route("/preferences/{token}/pause", web.pause, methods=["POST"]),
-        Route("/preferences/{token}/delete", web.delete_page, methods=["GET"]),
-        Route("/preferences/{token}/delete", web.delete, methods=["POST"]),
-        Route("/data/{token}", web.data, methods=["GET"]),
-        Route("/unsubscribe/{token}", web.unsubscribe_page, methods=["GET"]),
-        Route("/unsubscribe/{token}", web.unsubscribe, methods=["POST"]),
-        Route("/u/{token}", web.one_click_page, methods=["GET"]),
-        Route("/u/{token}", web.one_click, methods=["POST"]),
-        Route("/someone-has-died", web.deceased_form, methods=["GET"]),
-        Route("/someone-has-died", web.deceased, methods=["POST"]),
+        Route("/subscribe", page(signup.subscribe_form), methods=["GET"]),
+        Route("/subscribe", page(signup.subscribe), methods=["POST"]),
+        Route("/subscribe/resend", page(signup.resend), methods=["POST"]),
+        Route("/confirm/{token}", page(signup.confirm_page), methods=["GET"]),
+        Route("/confirm/{token}", page(signup.confirm), methods=["POST"]),
+        Route("/preferences/{token}", page(preferences.preferences_page), methods=["GET"]),
+        Route("/preferences/{token}", page(preferences.preferences), methods=["POST"]),
+        Route("/preferences/{token}/pause", page(preferences.pause), methods=["POST"]),
+        Route("/preferences/{token}/delete", page(preferences.delete_page), methods=["GET"]),
+        Route("/preferences/{token}/delete", page(preferences.delete), methods=["POST"]),
+        Route("/data/{token}", page(preferences.data), methods=["GET"]),
+        Route("/unsubscribe/{token}", page(leaving.unsubscribe_page), methods=["GET"]),
+        Route("/unsubscribe/{token}", page(leaving.unsubscribe), methods=["POST"]),
+        Route("/u/{token}", page(leaving.one_click_page), methods=["GET"]),
+        Route("/u/{token}", page(leaving.one_click), methods=["POST"]),
+        Route("/someone-has-died", page(leaving.deceased_form), methods=["GET"]),
+        Route("/someone-has-died", page(leaving.deceased), methods=["POST"]),
         # The same stylesheet the feeds stage copies to public/static/, straight from its source.
         Mount("/static", app=PublicFiles(assets, cache_control="public, max-age=86400",
                                          not_found=not_found)),

@@ -1,0 +1,221 @@
+"""What every subscriber page shares: rendering, the common error pages, the form and token checks, and the database.
+
+Pages stay thin: parse the request, call the lifecycle, render a template, send mail after responding.
+GET never changes state (link scanners follow every link), so every change is a POST behind a button.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import anyio.to_thread
+from jinja2 import Environment
+from sqlalchemy.engine import Engine
+from starlette.background import BackgroundTask
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from pipeline.content.model import Library
+from pipeline.errors import PipelineError
+from pipeline.feeds.items import ALL, Site, feed_links
+from pipeline.settings import Settings
+from pipeline.subscribers import lifecycle
+from pipeline.subscribers.model import Subscriber
+from pipeline.subscribers.tokens import Signer, TokenClaims, TokenError
+from pipeline.web.security import Csrf
+
+log = logging.getLogger("pipeline.web")
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Posted:
+    """A subscriber's form that passed the CSRF check, with the token from its URL."""
+
+    token: str
+    form: FormData
+    sub: Subscriber
+
+
+@dataclass(kw_only=True)
+class Web:
+    """Everything the pages need, built once by ``create_app``."""
+
+    settings: Settings
+    engine: Engine
+    library: Library
+    env: Environment
+    signer: Signer
+    csrf: Csrf
+    now: Callable[[], datetime]
+    default_timezone: str = "America/New_York"
+    rate_limits: bool = True
+    asset_versions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.base_url = self.settings.site_url.rstrip("/")
+        self.site = Site.make(self.settings.site_url, "MBC Digest")
+        self.site_feeds = feed_links(self.site, ALL)
+        self._write_lock = threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+
+    async def db(self, fn, *args, **kwargs):
+        def run():
+            # SQLite has one writer; queueing here avoids its busy-wait back-off (sleeps of up to 100 ms).
+            with self._write_lock, self.engine.begin() as conn:
+                return fn(conn, *args, **kwargs)
+
+        return await anyio.to_thread.run_sync(run)
+
+    def render(self, request: Request, template: str, values: dict | None = None, *, status: int = 200,
+               background: BackgroundTask | None = None) -> HTMLResponse:
+        cookie, new = self.csrf.cookie_for(request)
+        html = self.env.get_template(f"web/{template}").render(
+            csrf_token=self.csrf.field_value(cookie), site=self.site, site_feeds=self.site_feeds, root="/",
+            css_version=self.asset_versions.get("site.css", ""),
+            tz_script_url="/static/tz.js?v=" + self.asset_versions.get("tz.js", ""), **(values or {}))
+        response = HTMLResponse(html, status_code=status, background=background,
+                                headers={"Cache-Control": "no-store"})
+        if new:
+            self.csrf.set_cookie(response, cookie)
+        return response
+
+    def message(self, request: Request, heading: str, paragraphs: list[str], links=(), *, status: int = 200,
+                background: BackgroundTask | None = None) -> HTMLResponse:
+        return self.render(request, "message.html.j2",
+                           {"heading": heading, "paragraphs": paragraphs, "links": list(links)},
+                           status=status, background=background)
+
+    def bad_link(self, request: Request, error: TokenError) -> HTMLResponse:
+        expired = "expired" in str(error)
+        return self.message(
+            request,
+            "This link has expired" if expired else "This link doesn't work",
+            ["Nothing has been changed."]
+            + (["Links to confirm a subscription work for 7 days. Signing up again only takes a minute."] if expired
+               else ["It may be missing a part, which can happen when a link is copied or split across lines. "
+                     "Please try the link in your most recent email from us."]),
+            [("/subscribe", "Go to the sign-up page")], status=400)
+
+    def not_subscribed(self, request: Request) -> HTMLResponse:
+        return self.message(
+            request, "You're not subscribed",
+            ["We don't have a subscription for this link, so we won't send you any email.",
+             "If you've just unsubscribed or deleted your data, that's why. You are always welcome back."],
+            [("/subscribe", "Subscribe again")])
+
+    def csrf_failed(self, request: Request, back: str) -> HTMLResponse:
+        return self.message(
+            request, "Please try that again",
+            ["For your safety, this form needs to be sent from our own page, and it needs cookies turned on. "
+             "Nothing has been changed.", "Please go back to the page, reload it, and try again."],
+            [(back, "Go back to the page")], status=403)
+
+    def too_many(self, request: Request) -> HTMLResponse:
+        return self.message(
+            request, "Please wait a little while",
+            ["We've had a lot of requests from your connection, so we've paused this form for now. "
+             "Please try again in an hour."],
+            [("/", "Go to the home page")], status=429)
+
+    async def form(self, request: Request) -> FormData | None:
+        """The posted form, or None when the body is too large to read."""
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return None
+        return await request.form(max_files=0, max_fields=60)
+
+    async def checked_form(self, request: Request, back: str) -> tuple[FormData | None, HTMLResponse | None]:
+        """(form, None), or (None, the CSRF page linking ``back``) when the form is too large or not from our page."""
+        form = await self.form(request)
+        if form is None or not self.csrf.valid(request, form):
+            return None, self.csrf_failed(request, back)
+        return form, None
+
+    def verified(self, request: Request, purpose: str, token: str, *,
+                 max_age: int | None = None) -> tuple[TokenClaims | None, HTMLResponse | None]:
+        """(claims, None), or (None, the bad-link page)."""
+        try:
+            return self.signer.verify(purpose, token, max_age=max_age), None
+        except TokenError as exc:
+            return None, self.bad_link(request, exc)
+
+    async def subscriber(self, request: Request, purpose: str,
+                         token: str) -> tuple[Subscriber | None, HTMLResponse | None]:
+        """(confirmed subscriber, None), or (None, the page to show instead)."""
+        claims, page = self.verified(request, purpose, token)
+        if page:
+            return None, page
+        sub = await self.db(lifecycle.current, claims)
+        if sub is None or sub.status != "confirmed":
+            return None, self.not_subscribed(request)
+        return sub, None
+
+    async def posted(self, request: Request, back: str) -> tuple[Posted | None, HTMLResponse | None]:
+        """The prologue of every POST to a preferences link: CSRF check, then the confirmed subscriber.
+
+        ``back`` is the page the CSRF failure links to, with ``{token}`` in it.
+        """
+        token = request.path_params["token"]
+        form, page = await self.checked_form(request, back.format(token=token))
+        if page:
+            return None, page
+        sub, page = await self.subscriber(request, "preferences", token)
+        if page:
+            return None, page
+        return Posted(token=token, form=form, sub=sub), None
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def links_for(self, sub: Subscriber) -> dict[str, str]:
+        return {
+            "preferences_url": self.url("/preferences/" + self.signer.sign("preferences", sub.id, sub.token_version)),
+            "unsubscribe_url": self.url("/unsubscribe/" + self.signer.sign("unsubscribe", sub.id, sub.token_version)),
+        }
+
+    def send(self, build: Callable[[datetime], object], kind: str) -> BackgroundTask:
+        """Send after the response is written, so known and unknown addresses answer alike and equally fast."""
+        at = self.now()
+
+        def run() -> None:
+            from pipeline.delivery.transactional import send_message
+
+            try:
+                send_message(self.settings, build(at))
+            except PipelineError as exc:
+                log.error("could not send %s email: %s", kind, exc, extra={"action": "transactional_failed"})
+
+        return BackgroundTask(run)
+
+    def parse_topics(self, values: list[str]) -> tuple[tuple[str, ...], str | None]:
+        known = set(self.library.topic_ids)
+        picked = [v for v in values if isinstance(v, str)]
+        if any(v not in known for v in picked):
+            return (), "Please choose topics from the list."
+        if not picked:
+            return (), "Please choose at least one topic."
+        return tuple(t for t in self.library.topic_ids if t in picked), None
+
+
+def int_or_none(value) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def human_date(when: datetime | None, timezone: str) -> str:
+    if when is None:
+        return ""
+    try:
+        local = when.astimezone(ZoneInfo(timezone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = when.astimezone(UTC)
+    return f"{local:%A} {local.day} {local:%B %Y}"

@@ -1,0 +1,220 @@
+"""Signing up: the sign-up form, sending the confirmation email again, and confirming."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from pipeline.subscribers import lifecycle, messages
+from pipeline.subscribers.csvio import check_email
+from pipeline.subscribers.model import CADENCES
+from pipeline.web import ratelimit
+from pipeline.web.handlers import Web
+
+log = logging.getLogger("pipeline.web")
+
+CONFIRM_MAX_AGE = int(lifecycle.CONFIRM_MAX_AGE.total_seconds())
+TIMEZONES = (
+    ("America/New_York", "Eastern time (US and Canada)"),
+    ("America/Chicago", "Central time (US and Canada)"),
+    ("America/Denver", "Mountain time (US and Canada)"),
+    ("America/Phoenix", "Arizona"),
+    ("America/Los_Angeles", "Pacific time (US and Canada)"),
+    ("America/Anchorage", "Alaska"),
+    ("Pacific/Honolulu", "Hawaii"),
+    ("America/Halifax", "Atlantic time (Canada)"),
+    ("America/St_Johns", "Newfoundland"),
+    ("Europe/London", "UK and Ireland"),
+    ("Europe/Paris", "Central Europe"),
+    ("Australia/Sydney", "Eastern Australia"),
+    ("UTC", "Universal time (UTC)"),
+)
+
+
+async def subscribe_form(web: Web, request: Request) -> Response:
+    return _signup_page(web, request, {
+        "email": "", "name": "", "topics": web.library.default_topic_ids, "cadence": "weekly",
+        "timezone": web.default_timezone, "timezone_chosen": False}, {})
+
+
+async def subscribe(web: Web, request: Request) -> Response:
+    form, page = await web.checked_form(request, "/subscribe")
+    if page:
+        return page
+    raw_email = str(form.get("email", "")).strip()[:320]
+    if form.get("website"):
+        # A bot filled the hidden field: answer exactly as for a person, and do nothing.
+        return _check_inbox(web, request, raw_email)
+    name = str(form.get("name", "")).strip()
+    timezone = str(form.get("timezone", "")).strip()[:64]
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        timezone = web.default_timezone
+    cadence = str(form.get("cadence", "weekly"))
+    topics, topic_error = web.parse_topics(form.getlist("topics"))
+    errors: dict[str, str] = {}
+    try:
+        email = check_email(raw_email)
+    except ValueError:
+        email = ""
+        errors["email"] = ("Please enter your email address." if not raw_email else
+                           "Please check your email address. It should look like name@example.com.")
+    if topic_error:
+        errors["topics"] = topic_error
+    if len(name) > 200:
+        errors["name"] = "Please use a shorter name (200 characters at most)."
+    if cadence not in CADENCES:
+        cadence = "weekly"
+    if errors:
+        return _signup_page(web, request, {
+            "email": raw_email, "name": name[:200], "topics": topics or (), "cadence": cadence,
+            "timezone": timezone, "timezone_chosen": True}, errors, status=400)
+    at = web.now()
+    if page := await _rate_limited(web, request, email, at):
+        return page
+
+    def work(conn):
+        lifecycle.expire_unconfirmed_in(conn, at)
+        return lifecycle.subscribe(conn, email=email, name=name, topics=topics, cadence=cadence,
+                                   timezone=timezone, at=at)
+
+    outcome = await web.db(work)
+    log.info("sign-up handled", extra={"action": "signup", "result": outcome.result})
+    return _check_inbox(web, request, email, background=_confirmation_task(web, outcome))
+
+
+async def resend(web: Web, request: Request) -> Response:
+    form, page = await web.checked_form(request, "/subscribe")
+    if page:
+        return page
+    try:
+        email = _resend_codec(web).loads(str(form.get("r", "")), max_age=86400)
+    except BadSignature:
+        return web.message(request, "Please sign up again",
+                           ["This page is too old to send the email again. Nothing has been changed."],
+                           [("/subscribe", "Go to the sign-up page")], status=400)
+    at = web.now()
+    if page := await _rate_limited(web, request, email, at, resent=True):
+        return page
+    outcome = await web.db(lifecycle.request_confirmation, email=email, at=at)
+    return _check_inbox(web, request, email, resent=True, background=_confirmation_task(web, outcome))
+
+
+async def confirm_page(web: Web, request: Request) -> Response:
+    token = request.path_params["token"]
+    claims, page = web.verified(request, "confirm", token, max_age=CONFIRM_MAX_AGE)
+    if page:
+        return page
+    sub = await web.db(lifecycle.current, claims)
+    if sub is None:
+        return _signup_gone(web, request)
+    if sub.status == "confirmed":
+        return web.render(request, "confirmed.html.j2", {"welcome": False, "cadence": sub.cadence, **web.links_for(sub)})
+    return web.render(request, "confirm.html.j2", {"token": token})
+
+
+async def confirm(web: Web, request: Request) -> Response:
+    token = request.path_params["token"]
+    _form, page = await web.checked_form(request, f"/confirm/{token}")
+    if page:
+        return page
+    claims, page = web.verified(request, "confirm", token, max_age=CONFIRM_MAX_AGE)
+    if page:
+        return page
+    outcome = await web.db(lifecycle.confirm, claims, at=web.now())
+    log.info("confirmation handled", extra={"action": "confirm", "result": outcome.result})
+    if outcome.result in ("missing", "suppressed"):
+        return _signup_gone(web, request)
+    sub = outcome.subscriber
+    links = web.links_for(sub)
+    background = None
+    if outcome.send_welcome:
+        archive = _archive_url(web)
+        background = web.send(lambda at: messages.welcome(
+            web.settings, sub, library=web.library, archive_url=archive, at=at, **links), "welcome")
+    return web.render(request, "confirmed.html.j2",
+                      {"welcome": outcome.send_welcome, "cadence": sub.cadence, **links}, background=background)
+
+
+def _signup_page(web: Web, request: Request, form: dict, errors: dict, status: int = 200) -> HTMLResponse:
+    return web.render(request, "subscribe.html.j2", {
+        "form": form, "errors": errors, "topics": web.library.topics, "timezones": _timezones(form["timezone"]),
+    }, status=status)
+
+
+def _timezones(chosen: str) -> list[tuple[str, str]]:
+    zones = list(TIMEZONES)
+    if chosen and chosen not in dict(zones):
+        zones.append((chosen, chosen.replace("_", " ")))
+    return zones
+
+
+def _resend_codec(web: Web) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(web.settings.secret_key, salt="mbc-pipeline/resend")
+
+
+def _check_inbox(web: Web, request: Request, email: str, *, resent: bool = False,
+                 background: BackgroundTask | None = None) -> HTMLResponse:
+    return web.render(request, "check_inbox.html.j2", {
+        "email": email, "resent": resent, "resend_value": _resend_codec(web).dumps(email)}, background=background)
+
+
+def _signup_gone(web: Web, request: Request) -> HTMLResponse:
+    return web.message(request, "Please sign up again",
+                       ["We couldn't find this sign-up. Unconfirmed sign-ups are removed after 7 days."],
+                       [("/subscribe", "Go to the sign-up page")])
+
+
+async def _rate_limited(web: Web, request: Request, email: str, at: datetime, *,
+                        resent: bool = False) -> HTMLResponse | None:
+    """The page to show instead when this connection or address has asked too often, else None.
+
+    An address over its limit sees the usual check-your-inbox page, so the answer doesn't reveal it.
+    """
+    if not web.rate_limits:
+        return None
+    over = await web.db(_signup_limits, web.settings.secret_key, request.client.host if request.client else "",
+                        email, at)
+    if over == "ip":
+        return web.too_many(request)
+    if over == "address":
+        return _check_inbox(web, request, email, resent=resent)
+    return None
+
+
+def _signup_limits(conn, secret: str, ip: str, email: str, at: datetime) -> str:
+    if not ratelimit.hit(conn, ratelimit.key_for(ratelimit.SIGNUP_PER_IP, ip, secret=secret),
+                         ratelimit.SIGNUP_PER_IP, at=at):
+        return "ip"
+    if not ratelimit.hit(conn, ratelimit.key_for(ratelimit.SIGNUP_PER_ADDRESS, email, secret=secret),
+                         ratelimit.SIGNUP_PER_ADDRESS, at=at):
+        return "address"
+    return ""
+
+
+def _confirmation_task(web: Web, outcome: lifecycle.SignupOutcome) -> BackgroundTask | None:
+    sub = outcome.subscriber
+    if outcome.send_confirmation and sub is not None:
+        url = web.url("/confirm/" + web.signer.sign("confirm", sub.id, sub.token_version))
+        return web.send(lambda at: messages.confirmation(web.settings, sub, confirm_url=url, at=at), "confirm")
+    if outcome.send_reminder and sub is not None:
+        url = web.links_for(sub)["preferences_url"]
+        return web.send(lambda at: messages.already_subscribed(web.settings, sub, preferences_url=url, at=at),
+                        "already")
+    return None
+
+
+def _archive_url(web: Web) -> str:
+    public = Path(web.settings.public_dir)
+    for candidate in ("archive/index.html", "archive.html"):
+        if (public / candidate).is_file():
+            return web.url("/" + candidate.removesuffix("index.html"))
+    return web.url("/")
