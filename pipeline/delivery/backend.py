@@ -1,0 +1,69 @@
+"""The delivery port: what every backend (memory, file, smtp, sendgrid) accepts and returns.
+
+A backend gets one rendered variant and a batch of its recipients. The variant's html and text carry
+placeholders (``-unsubscribe_url-``…); each recipient brings the values for them, as SendGrid's
+``substitutions`` do. Backends that need whole messages build them with ``pipeline.delivery.mime``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+OUTCOME_STATES = ("sent", "failed", "unknown")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueMeta:
+    """What is common to every message of one issue."""
+
+    digest: str
+    issue_id: int | None
+    fire_at: datetime  # also the Date header, so a re-run builds the same bytes
+    sender: str  # the From header, e.g. "MBC Digest <digest@example.org>"
+    list_id: str  # the List-Id header, e.g. "MBC Digest: this week <weekly.digest.example.org>"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderedVariant:
+    key: str
+    subject: str
+    html: str  # with placeholders
+    text: str  # with placeholders
+    placeholders: tuple[str, ...] = ()  # the tokens each recipient must supply, e.g. ("-unsubscribe_url-",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    message_id: str  # with angle brackets: "<…@example.org>"
+    substitutions: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # List-Unsubscribe, List-Unsubscribe-Post
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    subscriber_id: int
+    state: str  # one of OUTCOME_STATES; "unknown" when the provider may or may not have taken it
+    reason: str | None = None
+    provider_status: str | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    max_batch: int  # most recipients per send_batch call
+
+    def send_batch(self, issue: IssueMeta, variant: RenderedVariant,
+                   recipients: Sequence[Recipient]) -> list[Outcome]:
+        """Send ``variant`` to each recipient; one Outcome per recipient, in any order.
+
+        Raise only for a failure of the whole batch (e.g. the server is down): the caller then records the
+        batch as failed, or as unknown for ``DeliveryUnknown``.
+        """
+        ...
+
+    def close(self) -> None: ...
