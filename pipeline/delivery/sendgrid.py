@@ -185,7 +185,7 @@ class SendGridBackend:
                     self._sleep(delay)
                     continue
                 raise self._http_error(status, exc) from None
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 raise DeliveryUnknown(f"SendGrid did not answer within {self.timeout:g}s; "
                                       "the batch may or may not have been accepted") from exc
             except URLError as exc:
