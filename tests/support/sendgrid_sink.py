@@ -110,6 +110,23 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *_args) -> None:  # quiet
         pass
 
+    def do_GET(self) -> None:  # noqa: N802
+        sink = self.sink
+        if self.path == "/stats":
+            with sink.lock:
+                dup = sum(1 for n in sink.per_recipient.values() if n > 1)
+                stats = {"requests": sink.requests, "accepted": sink.accepted, "recipients": sink.recipients,
+                         "distinct": len(sink.per_recipient), "duplicated": dup, "problems": sink.problems[:20]}
+            return self._answer(200, stats)
+        if self.path == "/reset":
+            with sink.lock:
+                sink.requests = sink.accepted = sink.recipients = 0
+                sink.per_recipient.clear()
+                sink.problems.clear()
+                sink.bodies.clear()
+            return self._answer(200, {})
+        self._answer(404, None)
+
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
