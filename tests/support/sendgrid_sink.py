@@ -96,6 +96,7 @@ class Sink:
     per_recipient: Counter = field(default_factory=Counter)  # (issue, rid) -> copies accepted
     cues: deque = field(default_factory=deque)  # (status, headers, delay_s) to answer next, in order
     auth: list[str] = field(default_factory=list)
+    delay: float = 0.0  # seconds to wait before answering each accepted request (crash tests)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def cue(self, status: int, headers: dict | None = None, *, times: int = 1, delay: float = 0.0) -> None:
@@ -154,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
                 sink.problems.extend(problems)
             return self._answer(400, {"errors": [{"message": p} for p in problems[:5]]})
         pers = body["personalizations"]
+        if sink.delay:
+            threading.Event().wait(sink.delay)
         with sink.lock:
             sink.accepted += 1
             sink.recipients += sum(len(p["to"]) for p in pers)
