@@ -67,7 +67,9 @@ def eligible(conn: Connection, *, cadence: str, at: datetime) -> Iterator[Subscr
                or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= at))
         .order_by(t_sub.c.id)
     )
-    for row in conn.execution_options(yield_per=5000).execute(query):
+    # On the statement, not the connection: Connection.execution_options changes the connection in place,
+    # and every later statement on it would then use a server-side cursor (no executemany on PostgreSQL).
+    for row in conn.execute(query.execution_options(yield_per=5000)):
         yield _to_subscriber(row)
 
 

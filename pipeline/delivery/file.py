@@ -1,0 +1,59 @@
+"""The file backend: one .eml per message in the outbox, named after its Message-ID.
+
+A re-send of the same message overwrites its file rather than adding a second one, and each file is written
+atomically, so a reader (or a test) never sees half a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.delivery.backend import IssueMeta, Outcome, Recipient, RenderedVariant
+from pipeline.delivery.memory import TemplateCache
+from pipeline.errors import DeliveryError
+from pipeline.fsio import write_atomic
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def eml_name(message_id: str) -> str:
+    """File name for a Message-ID: its local part, made safe for any file system."""
+    local = message_id.strip().strip("<>").rsplit("@", 1)[0]
+    name = _UNSAFE.sub("_", local).lstrip(".")[:200]
+    if not name:
+        raise ValueError(f"cannot name a file after Message-ID {message_id!r}")
+    return name + ".eml"
+
+
+class FileBackend:
+    name = "file"
+    max_batch = 1000
+
+    def __init__(self, outbox: Path):
+        self.outbox = Path(outbox)
+        self._cache = TemplateCache()
+
+    def path_for(self, recipient: Recipient) -> Path:
+        return self.outbox / eml_name(recipient.message_id)
+
+    def send_batch(self, issue: IssueMeta, variant: RenderedVariant,
+                   recipients: Sequence[Recipient]) -> list[Outcome]:
+        template = self._cache.get(issue, variant)
+        try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"PIPELINE_OUTBOX: cannot create {self.outbox} ({exc.strerror}); check the path") from None
+        outcomes = []
+        for r in recipients:
+            try:
+                write_atomic(self.path_for(r), template.render(r))
+            except OSError as exc:
+                outcomes.append(Outcome(subscriber_id=r.subscriber_id, state="failed", reason=f"outbox: {exc.strerror}"))
+            else:
+                outcomes.append(Outcome(subscriber_id=r.subscriber_id, state="sent"))
+        return outcomes
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,81 @@
+"""What makes each digest email personal: its Message-ID, links and headers. The bytes come from delivery.mime.
+
+Everything here is a function of the issue (digest, fire time), the subscriber and the secret key, so a re-run
+builds byte-identical messages: the same Message-ID, the same links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from datetime import UTC, datetime
+
+from pipeline.delivery.backend import IssueMeta, Recipient, RenderedVariant
+from pipeline.delivery.mime import MessageTemplate
+from pipeline.digests.render import PREFERENCES, UNSUBSCRIBE, substitutions_for
+from pipeline.errors import ConfigError
+from pipeline.scheduling.schedule import Digest
+from pipeline.settings import Settings
+from pipeline.subscribers.tokens import Signer
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+_URL_UNSAFE = re.compile(r"[\s\"'<>&\\]")
+
+
+def list_id(digest: Digest, settings: Settings) -> str:
+    """RFC 2919: a readable phrase and a stable label, e.g. ``"MBC Digest: this week" <weekly.digest.example.org>``."""
+    label = _LABEL_UNSAFE.sub("-", digest.name).strip("-").lower() or "digest"
+    phrase = digest.title.replace("\\", "").replace('"', "")
+    return f'"{phrase}" <{label}.digest.{settings.sender_domain}>'
+
+
+def issue_meta(digest: Digest, fire_at: datetime, settings: Settings, issue_id: int | None = None) -> IssueMeta:
+    return IssueMeta(digest=digest.name, issue_id=issue_id, fire_at=fire_at, sender=settings.sender,
+                     list_id=list_id(digest, settings))
+
+
+class RecipientBuilder:
+    """Builds each recipient's Message-ID, links and headers for one issue."""
+
+    def __init__(self, settings: Settings, digest: Digest, fire_at: datetime, *, signer: Signer | None = None):
+        if not settings.secret_key:
+            raise ConfigError("PIPELINE_SECRET_KEY: required to sign the links in a digest")
+        self.site = settings.site_url.rstrip("/")
+        if _URL_UNSAFE.search(self.site):
+            raise ConfigError(f"PIPELINE_SITE_URL: {settings.site_url!r} contains characters that cannot go in an email link")
+        self.signer = signer or Signer(settings.secret_key)
+        self.fire_at = fire_at
+        self.domain = settings.sender_domain
+        self._key = hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest()
+        label = _LABEL_UNSAFE.sub("-", digest.name).strip("-").lower() or "digest"
+        self._prefix = f"digest-{label}-{fire_at.astimezone(UTC):%Y%m%dT%H%MZ}"
+
+    def message_id(self, subscriber_id: int) -> str:
+        mac = hmac.new(self._key, f"{self._prefix}.s{subscriber_id}".encode(), hashlib.sha256).hexdigest()[:8]
+        return f"<{self._prefix}.s{subscriber_id}.{mac}@{self.domain}>"
+
+    def build(self, subscriber_id: int, email: str, token_version: int = 0) -> Recipient:
+        # Tokens carry the fire time as their issue time: the same links on every run of this issue.
+        unsubscribe = self.signer.sign("unsubscribe", subscriber_id, token_version, at=self.fire_at)
+        preferences = self.signer.sign("preferences", subscriber_id, token_version, at=self.fire_at)
+        return Recipient(
+            subscriber_id=subscriber_id,
+            email=email,
+            message_id=self.message_id(subscriber_id),
+            substitutions={UNSUBSCRIBE: f"{self.site}/unsubscribe/{unsubscribe}",
+                           PREFERENCES: f"{self.site}/preferences/{preferences}"},
+            headers={"List-Unsubscribe": f"<{self.site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
+        )
+
+
+def example_substitutions(settings: Settings) -> dict[str, str]:
+    """Links for previews and web copies, where there is no recipient."""
+    site = settings.site_url.rstrip("/")
+    return substitutions_for(unsubscribe_url=f"{site}/subscribe", preferences_url=f"{site}/subscribe")
+
+
+def message_bytes(issue: IssueMeta, variant: RenderedVariant, recipient: Recipient) -> bytes:
+    """One complete RFC 5322 message. For many recipients, reuse a MessageTemplate."""
+    return MessageTemplate(issue, variant).render(recipient)
