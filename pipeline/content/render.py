@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import markdown
+import cmarkgfm
 import nh3
 
 ALLOWED_TAGS = {
@@ -13,12 +13,12 @@ ALLOWED_TAGS = {
 }
 ALLOWED_ATTRS = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"scope"}}
 
-_md = markdown.Markdown(extensions=["sane_lists"], output_format="html")
-
 
 @lru_cache(maxsize=32768)
 def body_html(body: str) -> str:
-    html = _md.reset().convert(body)
+    # cmark (C, CommonMark) is ~50x faster than Python-Markdown and drops raw HTML and unsafe links itself;
+    # nh3 then enforces our own allow-list.
+    html = cmarkgfm.markdown_to_html(body)
     return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRS, url_schemes={"http", "https", "mailto"},
                      link_rel="noopener noreferrer")
 
