@@ -126,9 +126,8 @@ def load(settings):
 
 
 def run_send(url: str, workdir: Path, sink_url: str) -> dict:
-    from pipeline.digests.send import send_digest
-
     from pipeline.delivery.sendgrid import SendGridBackend
+    from pipeline.digests.send import send_digest
     from pipeline.store.engine import make_engine
 
     settings = settings_for(url, workdir, sink_url)
@@ -150,11 +149,10 @@ def run_send(url: str, workdir: Path, sink_url: str) -> dict:
 
 def baseline(url: str, workdir: Path, sink_url: str, sample: int = 2000) -> float:
     """Naive sender: render the email for each recipient, one API call per recipient. Seconds for ``sample``."""
+    from pipeline.delivery.sendgrid import SendGridBackend
     from pipeline.digests.message import RecipientBuilder, issue_meta
     from pipeline.digests.plan import plan_issue
     from pipeline.digests.render import DigestRenderer
-
-    from pipeline.delivery.sendgrid import SendGridBackend
     from pipeline.subscribers.model import Subscriber, split_topics
 
     settings = settings_for(url, workdir, sink_url)
@@ -180,11 +178,10 @@ def baseline(url: str, workdir: Path, sink_url: str, sample: int = 2000) -> floa
 
 def floor(sink_url: str, workdir: Path, url: str, requests: int, recipients: int) -> float:
     """Post pre-serialised payloads of the real run's size to the sink: the transport and sink cost alone."""
+    from pipeline.delivery.sendgrid import BatchEncoder
     from pipeline.digests.message import RecipientBuilder, issue_meta
     from pipeline.digests.plan import plan_issue
     from pipeline.digests.render import DigestRenderer
-
-    from pipeline.delivery.sendgrid import BatchEncoder
     from pipeline.subscribers.model import Subscriber
 
     settings = settings_for(url, workdir, sink_url)

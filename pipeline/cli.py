@@ -208,6 +208,20 @@ def digest_send(name: str, at: str | None, dry_run: bool) -> None:
     click.echo(report.summary())
 
 
+# --- delivery: digest status (owned by the delivery work; keep this block together) ------------------------------
+
+@digest.command("status")
+@click.argument("name")
+@click.option("--at", help=AT_HELP)
+def digest_status(name: str, at: str | None) -> None:
+    """Show how many recipients of the issue of NAME are pending, in flight, sent, failed, suppressed or unknown."""
+    from pipeline.jobs import digest_status as status
+
+    click.echo(status(_ctx(), name, at=parse_at(at)).summary())
+
+# --- end delivery: digest status ---------------------------------------------------------------------------------
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -99,7 +99,7 @@ def _complete_outcomes(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]
 def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, library: Library,
                 schedule: Schedule, backend: Backend, dry_run: bool = False, worker_id: str | None = None,
                 clock: Callable[[], datetime] | None = None, stale_after: timedelta = STALE_AFTER,
-                write_archive: bool = True) -> SendReport:
+                write_archive: bool = True, on_batch: Callable[..., None] | None = None) -> SendReport:
     """Send (or finish sending) the issue of digest ``name`` for the latest fire time at or before ``at``.
 
     ``at`` alone decides which issue and what is in it. ``clock`` only stamps the ledger (claims, sent times)
@@ -153,6 +153,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     renderer = DigestRenderer(settings, library, digest)
     builder = RecipientBuilder(settings, digest, fire)
     sent_now = 0
+    if on_batch is not None:
+        on_batch(total=before["pending"])
     for key in ledger.pending_variants(engine, issue_id):
         variant = plan.variants.get(key)
         if variant is None:
@@ -172,6 +174,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 outcomes = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in ids]
             done = ledger.finish(engine, issue_id, claim.batch_id, _complete_outcomes(list(outcomes), ids), at=clock())
             sent_now += done.get("sent", 0)
+            if on_batch is not None:
+                on_batch(suppressed=len(claim.suppressed), **done)
             log.info("digest batch sent", extra={"action": "digest_batch_sent", "digest": name, "issue_id": issue_id,
                                                   "variant": key, "batch_id": claim.batch_id, **done})
     complete = ledger.complete_if_done(engine, issue_id, at=clock())

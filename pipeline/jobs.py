@@ -1,0 +1,67 @@
+"""What the CLI and the scheduler run: each job wires the context's settings, store and backend to a stage."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.context import Context
+
+log = logging.getLogger("pipeline.jobs")
+
+
+@dataclass(frozen=True)
+class _Lines:
+    lines: list[str]
+
+    def summary(self) -> str:
+        return "\n".join(self.lines)
+
+
+def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True) -> _Lines:
+    """Send (or finish) the issue of ``name`` for ``at`` through PIPELINE_DELIVERY, with progress on stderr."""
+    from pipeline.delivery.factory import make_backend
+    from pipeline.delivery.progress import Progress
+    from pipeline.digests.send import send_digest as send
+
+    backend = make_backend(ctx.settings)
+    bar: dict[str, Progress] = {}
+
+    def on_batch(total: int | None = None, **counts: int) -> None:
+        if total is not None:
+            bar["p"] = Progress(total, label=f"digest {name}")
+        elif "p" in bar:
+            bar["p"].advance(**{k: v for k, v in counts.items() if v})
+
+    try:
+        report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=ctx.library(),
+                      schedule=ctx.schedule, backend=backend, dry_run=dry_run,
+                      on_batch=on_batch if progress and not dry_run else None)
+    finally:
+        backend.close()
+        if "p" in bar:
+            bar["p"].close()
+    return _Lines(report.lines())
+
+
+def digest_status(ctx: Context, name: str, *, at: datetime) -> _Lines:
+    """Counts per state of the issue of ``name`` for ``at``, and the possible duplicates."""
+    from pipeline.delivery import ledger
+    from pipeline.digests.plan import issue_period
+
+    schedule = ctx.schedule
+    schedule.digest(name)
+    start, fire = issue_period(schedule.job_for_digest(name), at=at)
+    with ctx.engine.connect() as conn:
+        issue_id = ledger.find_issue(conn, name, fire)
+        if issue_id is None:
+            return _Lines([f"Digest {name}: the issue of {fire.isoformat()} has not been sent yet."])
+        counts = ledger.counts(conn, issue_id)
+    total = sum(counts[s] for s in ledger.STATES)
+    lines = [f"Digest {name}: issue {issue_id} of {fire.isoformat()} ({total} recipients)"]
+    lines += [f"  {state:<11} {counts[state]}" for state in ledger.STATES]
+    lines.append(f"  possible duplicates (in flight during a crash): {counts['possible_duplicate']}")
+    open_rows = counts["pending"] + counts["in_flight"]
+    lines.append("complete" if not open_rows else f"not complete: {open_rows} left; run `pipeline digest send {name}`")
+    return _Lines(lines)
