@@ -147,7 +147,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         _, skipped_empty = ledger.reconcile(engine, issue_id, plan.assignments)
     before = ledger.counts(engine, issue_id)
     log.info("digest issue opened", extra={"action": "digest_issue_opened", "digest": name, "issue_id": issue_id,
-                                            "created": created, "recipients": sum(before[s] for s in ledger.STATES)})
+                                            "issue_created": created, "recipients": sum(before[s] for s in ledger.STATES)})
 
     meta = issue_meta(digest, fire, settings, issue_id)
     renderer = DigestRenderer(settings, library, digest)
