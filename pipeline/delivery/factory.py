@@ -26,3 +26,20 @@ def make_backend(settings: Settings) -> Backend:
 
         return SmtpBackend(settings.smtp_url, rate=settings.smtp_rate)
     raise ConfigError(f"PIPELINE_DELIVERY: unknown backend {settings.delivery!r}; use one of: file, smtp, sendgrid")
+
+
+def send_transactional(settings: Settings, msg) -> None:
+    """One transactional EmailMessage through SMTP or SendGrid (the file outbox is written by the caller).
+
+    ``pipeline.delivery.transactional.send_message`` calls this for every backend but ``file``.
+    """
+    backend = make_backend(settings)
+    send = getattr(backend, "send_message", None)
+    if send is None:
+        from pipeline.errors import DeliveryError
+
+        raise DeliveryError(f"PIPELINE_DELIVERY={settings.delivery}: this backend cannot send transactional mail")
+    try:
+        send(msg)
+    finally:
+        backend.close()
