@@ -209,6 +209,20 @@ def digest_send(name: str, at: str | None, dry_run: bool) -> None:
     click.echo(report.summary())
 
 
+# --- delivery: digest status (owned by the delivery work; keep this block together) ------------------------------
+
+@digest.command("status")
+@click.argument("name")
+@click.option("--at", help=AT_HELP)
+def digest_status(name: str, at: str | None) -> None:
+    """Show how many recipients of the issue of NAME are pending, in flight, sent, failed, suppressed or unknown."""
+    from pipeline.jobs import digest_status as status
+
+    click.echo(status(_ctx(), name, at=parse_at(at)).summary())
+
+# --- end delivery: digest status ---------------------------------------------------------------------------------
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -227,6 +241,50 @@ def run(host: str, port: int) -> None:
     from pipeline.scheduling.runner import run_forever
 
     run_forever(_ctx(), host=host, port=port)
+
+
+# --- delivery: suppressions (owned by the delivery work; keep this block together) -----------------------------
+
+SUPPRESSION_REASONS = ("manual", "deceased", "bounce", "spamreport", "unsubscribe", "complaint")
+
+
+@cli.group()
+def suppressions() -> None:
+    """The suppression list: addresses that are never mailed again."""
+
+
+@suppressions.command("list")
+def suppressions_list() -> None:
+    """Print every suppressed address with its reason, source and time (tab-separated)."""
+    from pipeline.subscribers import repository
+
+    with _ctx().engine.connect() as conn:
+        for row in repository.suppression_list(conn):
+            click.echo(f"{row.email_key}\t{row.reason}\t{row.source}\t{row.created_at.isoformat()}\t{row.detail}")
+
+
+@suppressions.command("add")
+@click.argument("email")
+@click.option("--reason", type=click.Choice(SUPPRESSION_REASONS), default="manual", show_default=True,
+              help="Why: 'deceased' gently stops all mail for someone who has died.")
+@click.option("--detail", default="", help="A note for operators (stored, never logged).")
+def suppressions_add(email: str, reason: str, detail: str) -> None:
+    """Stop all mail to EMAIL, from the next batch on."""
+    from pipeline.delivery.suppressions import add
+
+    added = add(_ctx().engine, email, reason=reason, detail=detail, at=parse_at(None))
+    click.echo("suppressed" if added else "already suppressed")
+
+
+@suppressions.command("remove")
+@click.argument("email")
+def suppressions_remove(email: str) -> None:
+    """Allow mail to EMAIL again (it still needs a confirmed subscription)."""
+    from pipeline.delivery.suppressions import remove
+
+    click.echo("removed" if remove(_ctx().engine, email) else "not on the list")
+
+# --- end delivery: suppressions ----------------------------------------------------------------------------------
 
 
 def main() -> None:

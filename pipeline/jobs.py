@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from pipeline.context import Context
 from pipeline.feeds import BuildReport, build_site
 from pipeline.fsio import write_atomic
+
+log = logging.getLogger("pipeline.jobs")
 
 
 @dataclass(frozen=True)
@@ -24,18 +27,52 @@ def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
     return build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url, templates_dir=s.templates_dir)
 
 
-def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False) -> Lines:
-    """Send (or finish) the issue of ``name`` for ``at`` through PIPELINE_DELIVERY."""
+def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True) -> Lines:
+    """Send (or finish) the issue of ``name`` for ``at`` through PIPELINE_DELIVERY, with progress on stderr."""
     from pipeline.delivery.factory import make_backend
+    from pipeline.delivery.progress import Progress
     from pipeline.digests.send import send_digest as send
 
     backend = make_backend(ctx.settings)
+    bar: dict[str, Progress] = {}
+
+    def on_batch(total: int | None = None, **counts: int) -> None:
+        if total is not None:
+            bar["p"] = Progress(total, label=f"digest {name}")
+        elif "p" in bar:
+            bar["p"].advance(**{k: v for k, v in counts.items() if v})
+
     try:
         report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=ctx.library(),
-                      schedule=ctx.schedule, backend=backend, dry_run=dry_run)
+                      schedule=ctx.schedule, backend=backend, dry_run=dry_run,
+                      on_batch=on_batch if progress and not dry_run else None)
     finally:
         backend.close()
+        if "p" in bar:
+            bar["p"].close()
     return Lines(report.lines())
+
+
+def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
+    """Counts per state of the issue of ``name`` for ``at``, and the possible duplicates."""
+    from pipeline.delivery import ledger
+    from pipeline.digests.plan import issue_period
+
+    schedule = ctx.schedule
+    schedule.digest(name)
+    _, fire = issue_period(schedule.job_for_digest(name), at=at)
+    with ctx.engine.connect() as conn:
+        issue_id = ledger.find_issue(conn, name, fire)
+        if issue_id is None:
+            return Lines([f"Digest {name}: the issue of {fire.isoformat()} has not been sent yet."])
+        counts = ledger.counts(conn, issue_id)
+    total = sum(counts[s] for s in ledger.STATES)
+    lines = [f"Digest {name}: issue {issue_id} of {fire.isoformat()} ({total} recipients)"]
+    lines += [f"  {state:<11} {counts[state]}" for state in ledger.STATES]
+    lines.append(f"  possible duplicates (in flight during a crash): {counts['possible_duplicate']}")
+    open_rows = counts["pending"] + counts["in_flight"]
+    lines.append("complete" if not open_rows else f"not complete: {open_rows} left; run `pipeline digest send {name}`")
+    return Lines(lines)
 
 
 def preview_digest(ctx: Context, name: str, *, at: datetime, topics: tuple[str, ...], out: Path) -> str:

@@ -16,7 +16,30 @@ def make_backend(settings: Settings) -> Backend:
         from pipeline.delivery.memory import MemoryBackend
 
         return MemoryBackend()
-    if settings.delivery in ("smtp", "sendgrid"):
-        raise ConfigError(f"PIPELINE_DELIVERY: the {settings.delivery} backend is not available yet; "
-                          "use PIPELINE_DELIVERY=file for now")
+    if settings.delivery == "sendgrid":
+        from pipeline.delivery.sendgrid import SendGridBackend
+
+        return SendGridBackend(settings.sendgrid_api_key, host=settings.sendgrid_host,
+                               tracking=settings.sendgrid_tracking)
+    if settings.delivery == "smtp":
+        from pipeline.delivery.smtp import SmtpBackend
+
+        return SmtpBackend(settings.smtp_url, rate=settings.smtp_rate)
     raise ConfigError(f"PIPELINE_DELIVERY: unknown backend {settings.delivery!r}; use one of: file, smtp, sendgrid")
+
+
+def send_transactional(settings: Settings, msg) -> None:
+    """One transactional EmailMessage through SMTP or SendGrid (the file outbox is written by the caller).
+
+    ``pipeline.delivery.transactional.send_message`` calls this for every backend but ``file``.
+    """
+    backend = make_backend(settings)
+    send = getattr(backend, "send_message", None)
+    if send is None:
+        from pipeline.errors import DeliveryError
+
+        raise DeliveryError(f"PIPELINE_DELIVERY={settings.delivery}: this backend cannot send transactional mail")
+    try:
+        send(msg)
+    finally:
+        backend.close()

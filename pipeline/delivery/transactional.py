@@ -24,15 +24,14 @@ def eml_name(msg: EmailMessage) -> str:
 
 
 def send_message(settings: Settings, msg: EmailMessage) -> None:
-    """Send one transactional message through the configured backend.
-
-    Only the file backend exists for now: one ``.eml`` per message, written atomically into the outbox.
-    """
+    """Send one transactional message through the configured backend: the file outbox writes one ``.eml``
+    atomically; SMTP and SendGrid send it through their backends."""
     if settings.delivery != "file":
-        raise DeliveryError(
-            f"PIPELINE_DELIVERY={settings.delivery}: transactional email is not available yet for this backend; "
-            "use PIPELINE_DELIVERY=file"
-        )
+        from pipeline.delivery.factory import send_transactional
+
+        send_transactional(settings, msg)
+        log.info("transactional message sent", extra={"action": "transactional_sent", "kind": msg["X-Pipeline-Kind"] or ""})
+        return
     path = settings.outbox / eml_name(msg)
     write_atomic(path, msg.as_bytes(), skip_unchanged=False)
     log.info("transactional message written", extra={"action": "transactional_sent", "kind": msg["X-Pipeline-Kind"] or ""})

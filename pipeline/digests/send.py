@@ -96,7 +96,7 @@ def _complete_outcomes(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]
 def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, library: Library,
                 schedule: Schedule, backend: Backend, dry_run: bool = False, worker_id: str | None = None,
                 clock: Callable[[], datetime] | None = None, stale_after: timedelta = STALE_AFTER,
-                write_archive: bool = True) -> SendReport:
+                write_archive: bool = True, on_batch: Callable[..., None] | None = None) -> SendReport:
     """Send (or finish sending) the issue of digest ``name`` for the latest fire time at or before ``at``.
 
     ``at`` alone decides which issue and what is in it. ``clock`` only stamps the ledger (claims, sent times)
@@ -153,6 +153,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     builder = RecipientBuilder(settings, digest, fire)
     rendered: dict[str, RenderedVariant] = {}
     sent_now = 0
+    if on_batch is not None:
+        on_batch(total=before["pending"])
     while claim := ledger.claim_batch(engine, issue_id, limit=backend.max_batch, worker_id=worker_id, at=clock(),
                                       mailable_at=at):
         by_variant: dict[str, list[ledger.ClaimedRow]] = {}
@@ -177,6 +179,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         if outcomes:
             done = ledger.finish(engine, issue_id, claim.batch_id, outcomes, at=clock())
             sent_now += done.get("sent", 0)
+            if on_batch is not None:
+                on_batch(suppressed=len(claim.suppressed), **done)
             log.info("digest batch sent", extra={"action": "digest_batch_sent", "digest": name, "issue_id": issue_id,
                                                   "batch_id": claim.batch_id, "variants": len(by_variant), **done})
     complete = ledger.complete_if_done(engine, issue_id, at=clock())

@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 
 from pipeline.errors import PipelineError
 from pipeline.subscribers.tokens import Signer
-from pipeline.web import leaving, preferences, signup
+from pipeline.web import leaving, preferences, signup, webhooks
 from pipeline.web.handlers import Web
 from pipeline.web.security import Csrf, SecurityHeaders
 from pipeline.web.static import PublicFiles, asset_version
@@ -91,6 +91,8 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
         Route("/u/{token}", page(leaving.one_click), methods=["POST"]),
         Route("/someone-has-died", page(leaving.deceased_form), methods=["GET"]),
         Route("/someone-has-died", page(leaving.deceased), methods=["POST"]),
+        # Signed by SendGrid instead of carrying a CSRF token.
+        *webhooks.routes(ctx, clock=clock),
         # The same stylesheet the feeds stage copies to public/static/, straight from its source.
         Mount("/static", app=PublicFiles(assets, cache_control="public, max-age=86400",
                                          not_found=not_found)),

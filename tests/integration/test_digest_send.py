@@ -260,8 +260,13 @@ def test_preview(settings, digest_library, digest_schedule):
 def test_make_backend(settings):
     assert isinstance(make_backend(settings.evolve(delivery="file")), FileBackend)
     assert isinstance(make_backend(settings.evolve(delivery="memory")), MemoryBackend)
-    with pytest.raises(ConfigError, match="not available yet"):
-        make_backend(settings.evolve(delivery="sendgrid"))
+    from pipeline.delivery.sendgrid import SendGridBackend
+    from pipeline.delivery.smtp import SmtpBackend
+
+    assert isinstance(make_backend(settings.evolve(delivery="sendgrid", sendgrid_api_key="SG.x")), SendGridBackend)
+    assert isinstance(make_backend(settings.evolve(delivery="smtp", smtp_url="smtp://127.0.0.1:2525")), SmtpBackend)
+    with pytest.raises(ConfigError):
+        make_backend(settings.evolve(delivery="pigeon"))
 
 
 def test_golden_message(send, settings, add_subscriber):

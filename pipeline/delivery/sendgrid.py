@@ -1,0 +1,288 @@
+"""The SendGrid backend: the only module that imports ``sendgrid``.
+
+One variant goes out as up to 1,000 personalizations per Mail Send request. Each personalization carries its
+recipient's links (``substitutions``), headers (List-Unsubscribe…) and ``custom_args`` (issue, batch and an
+opaque recipient id, never an address), so the Event Webhook can find the subscriber again. Tracking is off
+unless the operator turns it on: whether someone opened an email about hospice care is health data.
+
+Failures: 429 and 5xx are retried with exponential backoff and jitter, honouring ``Retry-After`` and
+``X-RateLimit-Reset``; 400/401/403/413 raise a clear DeliveryError at once; a timeout raises DeliveryUnknown,
+since SendGrid has no idempotency key and the request may have been accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
+from urllib.error import URLError
+
+import python_http_client.exceptions as http_errors
+from sendgrid import SendGridAPIClient
+
+from pipeline.delivery.backend import IssueMeta, Outcome, Recipient, RenderedVariant
+from pipeline.errors import DeliveryError, DeliveryUnknown
+
+log = logging.getLogger("pipeline.delivery.sendgrid")
+# The HTTP client logs request headers (the API key) and payloads (addresses) at DEBUG: keep it above that.
+logging.getLogger("python_http_client").setLevel(logging.INFO)
+
+# Limits copied from SendGrid's Mail Send OpenAPI spec (tsg_mail_v3.yaml, requestBodies.PostMailSend);
+# tests/unit/test_sendgrid_limits.py checks them against the spec file when it is present.
+MAX_PERSONALIZATIONS = 1000  # personalizations.maxItems
+MAX_SUBSTITUTION_BYTES = 10_000  # personalizations[].substitutions: "10,000 bytes per personalization object"
+MAX_CUSTOM_ARGS_BYTES = 10_000  # personalizations[].custom_args: "may not exceed 10,000 bytes"
+MAX_CATEGORIES = 10  # categories.maxItems
+MAX_CATEGORY_LENGTH = 255  # categories.items.maxLength
+# personalizations[].headers / headers: "You may not override the following headers" (compared case-insensitively)
+FORBIDDEN_HEADERS = frozenset(h.lower() for h in (
+    "x-sg-id", "x-sg-eid", "received", "dkim-signature", "Content-Type", "Content-Transfer-Encoding",
+    "To", "From", "Subject", "Reply-To", "CC", "BCC"))
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+FATAL_STATUSES = frozenset({401, 403})
+ARG_ISSUE, ARG_BATCH, ARG_RECIPIENT = "mbc_issue", "mbc_batch", "mbc_rid"
+
+
+def substitutions_size(substitutions: Mapping[str, str]) -> int:
+    return sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in substitutions.items())
+
+
+def _address(value: str) -> dict[str, str]:
+    name, email = parseaddr(value)
+    return {"email": email, "name": name} if name else {"email": email}
+
+
+def tracking_settings(enabled: bool) -> dict:
+    return {"click_tracking": {"enable": enabled, "enable_text": enabled},
+            "open_tracking": {"enable": enabled},
+            "subscription_tracking": {"enable": False},  # we provide our own unsubscribe, always
+            "ganalytics": {"enable": enabled}}
+
+
+class BatchEncoder:
+    """Serialises Mail Send requests for one (issue, variant): the shared part once, then each recipient."""
+
+    def __init__(self, issue: IssueMeta, variant: RenderedVariant, *, tracking: bool = False):
+        self.issue_arg = str(issue.issue_id if issue.issue_id is not None else 0)
+        common = {
+            "from": _address(issue.sender),
+            "subject": variant.subject,
+            # text/plain must come before text/html (SendGrid's content ordering rule).
+            "content": [{"type": "text/plain", "value": variant.text}, {"type": "text/html", "value": variant.html}],
+            "headers": {"List-Id": issue.list_id},
+            "categories": [issue.digest[:MAX_CATEGORY_LENGTH]],
+            "tracking_settings": tracking_settings(tracking),
+        }
+        tail = json.dumps(common, ensure_ascii=False, separators=(",", ":"))
+        self._tail = "]," + tail[1:]
+        self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+    def personalization(self, r: Recipient, batch_id: str) -> dict:
+        headers = {"Message-ID": r.message_id}
+        for name, value in r.headers.items():
+            if name.lower() in FORBIDDEN_HEADERS:
+                raise ValueError(f"header {name} cannot be set through SendGrid")
+            headers[name] = value
+        return {"to": [{"email": r.email}], "substitutions": dict(r.substitutions), "headers": headers,
+                "custom_args": {ARG_ISSUE: self.issue_arg, ARG_BATCH: batch_id, ARG_RECIPIENT: str(r.subscriber_id)}}
+
+    def encode(self, recipients: Sequence[Recipient], batch_id: str) -> tuple[str, list[Outcome]]:
+        """The request body, and outcomes for recipients left out because they break a limit."""
+        if len(recipients) > MAX_PERSONALIZATIONS:
+            raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
+        parts, refused = [], []
+        for r in recipients:
+            if substitutions_size(r.substitutions) > MAX_SUBSTITUTION_BYTES:
+                refused.append(Outcome(subscriber_id=r.subscriber_id, state="failed",
+                                       reason=f"substitutions exceed {MAX_SUBSTITUTION_BYTES} bytes"))
+                continue
+            parts.append(self._dumps(self.personalization(r, batch_id)))
+        if not parts:
+            return "", refused
+        return '{"personalizations":[' + ",".join(parts) + self._tail, refused
+
+
+class SendGridBackend:
+    name = "sendgrid"
+    max_batch = MAX_PERSONALIZATIONS
+
+    def __init__(self, api_key: str, *, host: str = "https://api.sendgrid.com", tracking: bool = False,
+                 timeout: float = 30.0, max_retries: int = 5, backoff: float = 0.5, max_backoff: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.time):
+        if not api_key:
+            raise DeliveryError("SENDGRID_API_KEY: not set; create an API key with Mail Send permission")
+        self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
+        self.tracking = tracking
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sleep, self._rng, self._clock = sleep, rng, clock
+        self._encoders: dict[tuple[IssueMeta, str], BatchEncoder] = {}
+        self._fatal: DeliveryError | None = None
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"SendGridBackend(host={self._client.host!r})"
+
+    def encoder(self, issue: IssueMeta, variant: RenderedVariant) -> BatchEncoder:
+        key = (issue, variant.key)
+        enc = self._encoders.get(key)
+        if enc is None:
+            if len(self._encoders) > 64:
+                self._encoders.clear()
+            enc = self._encoders[key] = BatchEncoder(issue, variant, tracking=self.tracking)
+        return enc
+
+    def send_batch(self, issue: IssueMeta, variant: RenderedVariant,
+                   recipients: Sequence[Recipient]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for start in range(0, len(recipients), MAX_PERSONALIZATIONS):
+            chunk = recipients[start:start + MAX_PERSONALIZATIONS]
+            body, refused = self.encoder(issue, variant).encode(chunk, uuid.uuid4().hex[:16])
+            outcomes.extend(refused)
+            if not body:
+                continue
+            status = self.post(body)
+            left_out = {o.subscriber_id for o in refused}
+            outcomes.extend(Outcome(subscriber_id=r.subscriber_id, state="sent", provider_status=str(status))
+                            for r in chunk if r.subscriber_id not in left_out)
+        return outcomes
+
+    def send_message(self, msg: EmailMessage) -> None:
+        """One transactional message (confirmation, welcome), with tracking off like every send."""
+        self.post(json.dumps(message_payload(msg, tracking=self.tracking), ensure_ascii=False))
+
+    def post(self, body: str) -> int:
+        """POST a serialised Mail Send body, retrying what is worth retrying. Returns the HTTP status."""
+        if self._fatal is not None:
+            raise self._fatal  # a bad key stays bad: no request storm, one error per batch
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            try:
+                # A JSON content type other than exactly "application/json" makes the client send our
+                # string as it is, instead of serialising it a second time.
+                response = self._client.client.mail.send.post(
+                    request_body=body, timeout=self.timeout,
+                    request_headers={"Content-Type": "application/json; charset=utf-8"})
+                return response.status_code
+            except http_errors.HTTPError as exc:
+                status = int(getattr(exc, "status_code", 0) or 0)
+                if status in RETRY_STATUSES and attempt <= self.max_retries:
+                    delay = self.retry_delay(attempt, getattr(exc, "headers", None))
+                    log.warning("SendGrid answered %s; retrying in %.1fs", status, delay,
+                                extra={"action": "sendgrid_retry", "status": status, "attempt": attempt})
+                    self._sleep(delay)
+                    continue
+                raise self._http_error(status, exc) from None
+            except TimeoutError as exc:
+                raise DeliveryUnknown(f"SendGrid did not answer within {self.timeout:g}s; "
+                                      "the batch may or may not have been accepted") from exc
+            except URLError as exc:
+                if isinstance(exc.reason, TimeoutError | socket.timeout):
+                    raise DeliveryUnknown(f"SendGrid did not answer within {self.timeout:g}s; "
+                                          "the batch may or may not have been accepted") from None
+                if attempt <= self.max_retries:
+                    self._sleep(self.retry_delay(attempt, None))
+                    continue
+                raise DeliveryError(f"PIPELINE_SENDGRID_HOST: cannot reach {self._client.host} ({exc.reason}); "
+                                    "check the network and the host") from None
+            except (ConnectionError, OSError) as exc:
+                # The connection broke after the request may have gone out.
+                raise DeliveryUnknown(f"SendGrid connection broke ({type(exc).__name__}); outcome unknown") from None
+
+    def retry_delay(self, attempt: int, headers) -> float:
+        """Exponential backoff with full jitter, but never sooner than the server asked."""
+        delay = min(self.max_backoff, self.backoff * (2 ** (attempt - 1))) * (0.5 + self._rng() / 2)
+        asked = _asked_delay(headers, now=self._clock())
+        if asked is not None:
+            delay = max(delay, min(asked, self.max_backoff * 5))
+        return delay
+
+    def _http_error(self, status: int, exc: Exception) -> DeliveryError:
+        detail = _error_detail(exc)
+        if status == 401:
+            err = DeliveryError("SENDGRID_API_KEY: SendGrid refused the key (401); check it is current and "
+                                "has the Mail Send permission")
+        elif status == 403:
+            err = DeliveryError(f"SendGrid forbade the send (403{detail}); check the key's permissions and that "
+                                "PIPELINE_FROM is a verified sender")
+        elif status == 413:
+            err = DeliveryError("SendGrid refused a request as too large (413); the digest is too big to send")
+        elif status == 400:
+            err = DeliveryError(f"SendGrid rejected the request (400{detail})")
+        elif status in RETRY_STATUSES:
+            if status in (502, 504):
+                return DeliveryUnknown(f"SendGrid answered {status} after {self.max_retries} retries; outcome unknown")
+            err = DeliveryError(f"SendGrid answered {status} after {self.max_retries} retries; try again later")
+        else:
+            err = DeliveryError(f"SendGrid answered {status}{detail}")
+        if status in FATAL_STATUSES:
+            self._fatal = err
+        return err
+
+    def close(self) -> None:
+        self._encoders.clear()
+
+
+def _asked_delay(headers, *, now: float) -> float | None:
+    if not headers:
+        return None
+    retry_after = headers.get("Retry-After")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            pass
+    return None
+
+
+def _error_detail(exc: Exception) -> str:
+    """The first error message SendGrid gave, if any. Bodies can echo addresses, so only `field: message`."""
+    try:
+        body = json.loads(getattr(exc, "body", b"") or b"{}")
+        first = (body.get("errors") or [{}])[0]
+    except (ValueError, AttributeError, TypeError):
+        return ""
+    message = str(first.get("message") or "")[:200]
+    if "@" in message:
+        return ""
+    field = first.get("field")
+    return f": {field}: {message}" if field else (f": {message}" if message else "")
+
+
+def message_payload(msg: EmailMessage, *, tracking: bool = False) -> dict:
+    """A Mail Send body for one EmailMessage: its addresses, subject, text and HTML parts and its safe headers."""
+    to = [{"email": addr, **({"name": name} if name else {})} for name, addr in getaddresses(msg.get_all("To", []))]
+    if not to or not msg["From"] or not msg["Subject"]:
+        raise DeliveryError("a message for SendGrid needs To, From and Subject headers")
+    content = []
+    for subtype in ("plain", "html"):
+        part = msg.get_body(preferencelist=(subtype,))
+        if part is not None and part.get_content_type() == f"text/{subtype}":
+            content.append({"type": f"text/{subtype}", "value": part.get_content()})
+    if not content:
+        raise DeliveryError("a message for SendGrid needs a text or HTML body")
+    skip = FORBIDDEN_HEADERS | {"mime-version", "date"}
+    headers = {k: str(v) for k, v in msg.items() if k.lower() not in skip}
+    personalization: dict = {"to": to}
+    if headers:
+        personalization["headers"] = headers
+    return {"personalizations": [personalization], "from": _address(str(msg["From"])), "subject": str(msg["Subject"]),
+            "content": content, "tracking_settings": tracking_settings(tracking)}

@@ -1,0 +1,74 @@
+"""POST /webhooks/sendgrid: SendGrid's Event Webhook. Verified first; an unverified request changes nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from pipeline.delivery import events
+from pipeline.errors import ConfigError
+
+log = logging.getLogger("pipeline.web.webhooks")
+
+MAX_BODY = 8 * 1024 * 1024  # SendGrid batches events; a few MB at most
+
+
+class SendGridWebhook:
+    def __init__(self, ctx, *, clock: Callable[[], datetime] | None = None):
+        self.ctx = ctx
+        self.now = clock or (lambda: datetime.now(UTC))
+        self._key = None
+
+    def key(self):
+        if self._key is None:
+            configured = self.ctx.settings.sendgrid_webhook_public_key
+            if not configured:
+                raise ConfigError("PIPELINE_SENDGRID_WEBHOOK_PUBLIC_KEY: not set; events cannot be verified")
+            self._key = events.load_public_key(configured)
+        return self._key
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            key = self.key()
+        except ConfigError as exc:
+            log.error("%s", exc, extra={"action": "webhook_not_configured"})
+            return PlainTextResponse("event webhook not configured", status_code=503)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_BODY:
+            return PlainTextResponse("too large", status_code=413)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return PlainTextResponse("too large", status_code=413)
+        now = self.now()
+        try:
+            events.verify(key, signature=request.headers.get(events.SIGNATURE_HEADER),
+                          timestamp=request.headers.get(events.TIMESTAMP_HEADER), body=body, now=now)
+        except events.SignatureError as exc:
+            log.warning("event webhook refused: %s", exc, extra={"action": "webhook_refused", "status": exc.status})
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        try:
+            batch = json.loads(body)
+        except ValueError:
+            return PlainTextResponse("body is not JSON", status_code=400)
+        if not isinstance(batch, list):
+            return PlainTextResponse("expected a JSON array of events", status_code=400)
+        applied = await run_in_threadpool(events.apply_events, self.ctx.engine, batch, at=now)
+        return JSONResponse(applied.as_dict())
+
+
+def sendgrid_webhook(ctx, *, clock: Callable[[], datetime] | None = None):
+    """The request handler for one app: ``async handler(request) -> Response``."""
+    return SendGridWebhook(ctx, clock=clock).handle
+
+
+def routes(ctx, *, clock: Callable[[], datetime] | None = None) -> list[Route]:
+    """Mount with ``Starlette(routes=[*webhooks.routes(ctx), ...])``. It needs no CSRF token: it is signed."""
+    return [Route("/webhooks/sendgrid", sendgrid_webhook(ctx, clock=clock), methods=["POST"],
+                  name="sendgrid_webhook")]
