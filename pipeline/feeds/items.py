@@ -112,8 +112,13 @@ def feed_links(site: Site, name: str) -> tuple[FeedLink, ...]:
 
 
 def content_html(article: Article, body: str) -> Markup:
-    """Sanitized body, then the review line, the external link and the sources, all escaped here."""
-    parts = [Markup(body)]
+    """Content note, sanitized body, then the review line, the external link and the sources, all escaped here."""
+    parts = []
+    if article.content_notes:
+        # The same gentle warning as the article page, because feed readers show the content, not our page.
+        parts.append(Markup("<p><em>Please note: this article talks about {}.</em></p>").format(
+            ", ".join(article.content_notes)))
+    parts.append(Markup(body))
     if article.link:
         parts.append(Markup('<p>This item points to <a href="{0}">{0}</a>.</p>').format(article.link))
     if article.reviewed_by and article.reviewed_on:

@@ -22,7 +22,7 @@ from pipeline.feeds.pages import Pages, environment
 from pipeline.fsio import write_atomic
 
 # Bump when the code changes its output, so the next build redoes everything.
-CODE_VERSION = "feeds-1"
+CODE_VERSION = "feeds-2"
 MANIFEST = ".build-manifest.json"
 MAX_FEED_ITEMS = 50
 LATEST_ON_INDEX = 30

@@ -326,3 +326,16 @@ def test_a_template_change_rebuilds_every_page(library, tmp_path):
     report = build_site(library, at=AT, public_dir=public, site_url=SITE, templates_dir=templates)
     assert report.pages_written == 4 + 1  # every article page and the index; the CSS is unchanged
     assert "Changed footer" in (public / "articles" / "managing-fatigue.html").read_text()
+
+
+def test_feed_items_carry_the_content_note(tmp_path):
+    library, _ = load_library(Path(__file__).resolve().parents[2] / "content")
+    at = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    build_site(library, at=at, public_dir=tmp_path, site_url="https://digest.example.org",
+               templates_dir=Path(__file__).resolve().parents[2] / "templates", workers=1)
+    parsed = feedparser.parse((tmp_path / "feeds" / "hospice-end-of-life.atom.xml").read_bytes())
+    assert parsed.bozo == 0 and parsed.entries
+    for entry in parsed.entries:
+        assert entry.content[0].value.startswith("<p><em>Please note: this article talks about end-of-life.</em></p>")
+    others = feedparser.parse((tmp_path / "feeds" / "symptom-management.atom.xml").read_bytes())
+    assert others.entries and not any("Please note" in e.content[0].value for e in others.entries)
