@@ -190,7 +190,10 @@ class Web:
             try:
                 send_message(self.settings, build(at))
             except PipelineError as exc:
-                log.error("could not send %s email: %s", kind, exc, extra={"action": "transactional_failed"})
+                # The error text may quote the address (an SMTP refusal does), so it stays out of error logs.
+                log.error("could not send %s email (%s)", kind, type(exc).__name__,
+                          extra={"action": "transactional_failed"})
+                log.debug("transactional failure detail: %s", exc)
 
         return BackgroundTask(run)
 
