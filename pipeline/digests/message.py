@@ -20,6 +20,7 @@ from pipeline.settings import Settings
 from pipeline.subscribers.tokens import Signer
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+_PURPOSES = ("unsubscribe", "preferences")
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 _URL_UNSAFE = re.compile(r"[\s\"'<>&\\]")
 
@@ -52,6 +53,8 @@ class RecipientBuilder:
                              digestmod=hashlib.sha256)
         label = _LABEL_UNSAFE.sub("-", digest.name).strip("-").lower() or "digest"
         self._prefix = f"digest-{label}-{fire_at.astimezone(UTC):%Y%m%dT%H%MZ}"
+        self._timestamp = int(fire_at.timestamp())
+        self._sign = self.signer.sign_at_many
 
     def message_id(self, subscriber_id: int) -> str:
         mac = self._mac.copy()
@@ -60,15 +63,18 @@ class RecipientBuilder:
 
     def build(self, subscriber_id: int, email: str, token_version: int = 0) -> Recipient:
         # Tokens carry the fire time as their issue time: the same links on every run of this issue.
-        unsubscribe = self.signer.sign("unsubscribe", subscriber_id, token_version, at=self.fire_at)
-        preferences = self.signer.sign("preferences", subscriber_id, token_version, at=self.fire_at)
+        unsubscribe, preferences = self._sign(_PURPOSES, subscriber_id, token_version, self._timestamp)
+        site = self.site
+        mac = self._mac.copy()
+        local = f"{self._prefix}.s{subscriber_id}"
+        mac.update(local.encode())
         return Recipient(
             subscriber_id=subscriber_id,
             email=email,
-            message_id=self.message_id(subscriber_id),
-            substitutions={UNSUBSCRIBE: f"{self.site}/unsubscribe/{unsubscribe}",
-                           PREFERENCES: f"{self.site}/preferences/{preferences}"},
-            headers={"List-Unsubscribe": f"<{self.site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
+            message_id=f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>",
+            substitutions={UNSUBSCRIBE: f"{site}/unsubscribe/{unsubscribe}",
+                           PREFERENCES: f"{site}/preferences/{preferences}"},
+            headers={"List-Unsubscribe": f"<{site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
         )
 
 
