@@ -24,7 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from pipeline.delivery.backend import Outcome
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
-from pipeline.subscribers import repository
+from pipeline.store.tables import subscribers as t_sub
+from pipeline.store.tables import suppressions as t_sup
 
 STATES = ("pending", "in_flight", "sent", "failed", "suppressed", "unknown")
 OPEN_STATES = ("pending", "in_flight")
@@ -145,27 +146,40 @@ def claim_batch(engine: Engine, issue_id: int, *, limit: int, worker_id: str, at
             .where(t_del.c.issue_id == issue_id, t_del.c.state == "pending",
                    t_del.c.subscriber_id == pick.c.subscriber_id)
             .values(state="in_flight", claimed_by=worker_id, claimed_at=at, batch_id=batch_id,
-                    attempts=t_del.c.attempts + 1)
-            .returning(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate))
+                    attempts=t_del.c.attempts + 1))
     with engine.begin() as conn:
-        claimed = conn.execute(stmt).all()
-        if not claimed:
+        if not conn.execute(stmt).rowcount:
             return Claim(batch_id=batch_id, rows=(), suppressed=())
-        ids = [r[0] for r in claimed]
-        mailable = repository.mailable_contacts(conn, ids, at=mailable_at or at)
-        gone = sorted(set(ids).difference(mailable))
+        # The claimed rows' contacts in one join on the batch (no list of 1,000 ids to bind), already in
+        # variant order; whoever is no longer mailable is marked suppressed in this same transaction.
+        found = conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_id": batch_id}).all()
+        when = mailable_at or at
+        rows, gone = [], []
+        for sid, key, dup, email, version, status, paused_until, suppressed in found:
+            if (email is None or status != "confirmed" or suppressed is not None
+                    or (paused_until is not None and paused_until > when)):
+                gone.append(sid)
+            else:
+                rows.append(ClaimedRow(subscriber_id=sid, variant=key, email=email, token_version=version,
+                                       possible_duplicate=bool(dup)))
         if gone:
-            conn.execute(update(t_del)
-                         .where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(gone))
-                         .values(state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
-    rows = []
-    for sid, key, dup in sorted(tuple(r) for r in claimed):
-        contact = mailable.get(sid)
-        if contact is not None:
-            rows.append(ClaimedRow(subscriber_id=sid, variant=key, email=contact[0], token_version=contact[1],
-                                   possible_duplicate=bool(dup)))
-    rows.sort(key=lambda r: r.variant)
+            for i in range(0, len(gone), 1000):
+                conn.execute(update(t_del)
+                             .where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(gone[i:i + 1000]))
+                             .values(state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
     return Claim(batch_id=batch_id, rows=tuple(rows), suppressed=tuple(gone))
+
+
+_CLAIMED = (
+    select(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate, t_sub.c.email, t_sub.c.token_version,
+           t_sub.c.status, t_sub.c.paused_until, t_sup.c.email_key.label("suppressed"))
+    .select_from(t_del)
+    .outerjoin(t_sub, t_sub.c.id == t_del.c.subscriber_id)
+    .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
+    .where(t_del.c.issue_id == bindparam("issue_id"), t_del.c.state == "in_flight",
+           t_del.c.batch_id == bindparam("batch_id"))
+    .order_by(t_del.c.variant, t_del.c.subscriber_id)
+)
 
 
 def finish(engine: Engine, issue_id: int, batch_id: str, outcomes: Iterable[Outcome], *, at: datetime,
