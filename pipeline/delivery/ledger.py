@@ -183,27 +183,37 @@ _CLAIMED = (
 
 
 def finish(engine: Engine, issue_id: int, batch_id: str, outcomes: Iterable[Outcome], *, at: datetime,
-           variant: str | None = None) -> dict[str, int]:
+           variant: str | None = None, whole_batch: bool = False) -> dict[str, int]:
     """Record what the backend said about a claimed batch. Rows since recovered or taken by another worker are
-    left alone."""
+    left alone.
+
+    ``whole_batch``: the caller vouches that ``outcomes`` name every row it claimed in this batch. The largest
+    group of outcomes is then recorded with one statement on the batch (after the others, by id), instead of
+    by id lists.
+    """
     groups: dict[tuple[str, str | None, str | None], list[int]] = {}
     for o in outcomes:
         if o.state not in ("sent", "failed", "unknown"):
             raise ValueError(f"unknown outcome state {o.state!r}")
         groups.setdefault((o.state, o.reason, o.provider_status), []).append(o.subscriber_id)
     done: dict[str, int] = {}
+    ordered = sorted(groups.items(), key=lambda item: len(item[1]))
     # Only rows still in flight under this batch: a row that recovery has put back to pending (its sender was
     # presumed dead) stays pending and is sent again, flagged as a possible duplicate.
     with engine.begin() as conn:
-        for (state, reason, provider_status), ids in groups.items():
+        for n, ((state, reason, provider_status), ids) in enumerate(ordered, 1):
             values: dict = {"state": state, "reason": reason, "provider_status": provider_status}
             if state == "sent":
                 values["sent_at"] = at
             if variant is not None:
                 values["variant"] = variant
-            stmt = update(t_del).where(
-                t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(bindparam("ids", expanding=True)),
-                t_del.c.batch_id == batch_id, t_del.c.state == "in_flight").values(**values)
+            where = [t_del.c.issue_id == issue_id, t_del.c.batch_id == batch_id, t_del.c.state == "in_flight"]
+            if whole_batch and n == len(ordered):
+                # Every other row of the batch is recorded already: what is still in flight is this group.
+                result = conn.execute(update(t_del).where(*where).values(**values))
+                done[state] = done.get(state, 0) + max(result.rowcount, 0)
+                continue
+            stmt = update(t_del).where(*where, t_del.c.subscriber_id.in_(bindparam("ids", expanding=True))).values(**values)
             for i in range(0, len(ids), 1000):
                 result = conn.execute(stmt, {"ids": ids[i:i + 1000]})
                 done[state] = done.get(state, 0) + max(result.rowcount, 0)
