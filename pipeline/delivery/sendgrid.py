@@ -101,13 +101,15 @@ class BatchEncoder:
             raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
         # Each personalization is written straight to JSON text, every string through the json module's own
         # escaper: the same document json.dumps(self.personalization(r, batch_id)) gives, without the dicts.
-        q = _quote
+        q = _encode_string
         args = f',"custom_args":{{"{ARG_ISSUE}":{q(self.issue_arg)},"{ARG_BATCH}":{q(batch_id)},"{ARG_RECIPIENT}":"'
         allowed = self._allowed_headers
         parts, refused = [], []
         for r in recipients:
             subs = r.substitutions
-            if substitutions_size(subs) > MAX_SUBSTITUTION_BYTES:
+            # UTF-8 takes at most 4 bytes a character: only a long set of substitutions needs counting in bytes.
+            if (sum([len(k) + len(v) for k, v in subs.items()]) * 4 > MAX_SUBSTITUTION_BYTES
+                    and substitutions_size(subs) > MAX_SUBSTITUTION_BYTES):
                 refused.append(Outcome(subscriber_id=r.subscriber_id, state="failed",
                                        reason=f"substitutions exceed {MAX_SUBSTITUTION_BYTES} bytes"))
                 continue
@@ -121,14 +123,11 @@ class BatchEncoder:
             parts.append(
                 f'{{"to":[{{"email":{q(r.email)}}}],"substitutions":{{'
                 + ",".join([f"{q(k)}:{q(v)}" for k, v in subs.items()])
-                + f'}},"headers":{{"Message-ID":{q(headers.get("Message-ID", r.message_id))}{head}}}{args}{int(r.subscriber_id)}"}}}}')
+                + f'}},"headers":{{"Message-ID":{q(str(headers.get("Message-ID", r.message_id)))}{head}}}'
+                + f'{args}{int(r.subscriber_id)}"}}}}')
         if not parts:
             return "", refused
         return '{"personalizations":[' + ",".join(parts) + self._tail, refused
-
-
-def _quote(value: str) -> str:
-    return _encode_string(str(value))
 
 
 class SendGridBackend:

@@ -7,7 +7,6 @@ builds byte-identical messages: the same Message-ID, the same links.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from datetime import UTC, datetime
 
@@ -17,7 +16,7 @@ from pipeline.digests.render import PREFERENCES, UNSUBSCRIBE, substitutions_for
 from pipeline.errors import ConfigError
 from pipeline.scheduling.schedule import Digest
 from pipeline.settings import Settings
-from pipeline.subscribers.tokens import Signer
+from pipeline.subscribers.tokens import Signer, keyed_mac
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 _PURPOSES = ("unsubscribe", "preferences")
@@ -49,8 +48,8 @@ class RecipientBuilder:
         self.signer = signer or Signer(settings.secret_key)
         self.fire_at = fire_at
         self.domain = settings.sender_domain
-        self._mac = hmac.new(hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest(),
-                             digestmod=hashlib.sha256)
+        self._mac = keyed_mac(hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest(),
+                              hashlib.sha256)
         label = _LABEL_UNSAFE.sub("-", digest.name).strip("-").lower() or "digest"
         self._prefix = f"digest-{label}-{fire_at.astimezone(UTC):%Y%m%dT%H%MZ}"
         self._timestamp = int(fire_at.timestamp())
