@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
+from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.delivery.backend import Outcome
+from pipeline.store.tables import UTC_DT
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
 from pipeline.store.tables import subscribers as t_sub
@@ -33,8 +35,7 @@ OPEN_STATES = ("pending", "in_flight")
 INSERT_CHUNK = 50_000
 
 
-@dataclass(frozen=True, kw_only=True)
-class ClaimedRow:
+class ClaimedRow(NamedTuple):  # a thousand a batch: a tuple is built several times faster than a dataclass
     subscriber_id: int
     variant: str
     email: str
@@ -182,16 +183,13 @@ def claim_batch(engine: Engine, issue_id: int, *, limit: int, worker_id: str, at
             return Claim(batch_id=batch_id, rows=(), suppressed=())
         # The claimed rows' contacts in one join on the batch (no list of 1,000 ids to bind), already in
         # variant order; whoever is no longer mailable is marked suppressed in this same transaction.
-        found = conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_id": batch_id}).all()
-        when = mailable_at or at
+        found = conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_id": batch_id, "when": mailable_at or at}).all()
         rows, gone = [], []
-        for sid, key, dup, email, version, status, paused_until, suppressed in found:
-            if (email is None or status != "confirmed" or suppressed is not None
-                    or (paused_until is not None and paused_until > when)):
-                gone.append(sid)
+        for sid, key, dup, email, version, mailable in found:
+            if mailable:
+                rows.append(ClaimedRow(sid, key, email, version, bool(dup)))
             else:
-                rows.append(ClaimedRow(subscriber_id=sid, variant=key, email=email, token_version=version,
-                                       possible_duplicate=bool(dup)))
+                gone.append(sid)
         if gone:
             for i in range(0, len(gone), 1000):
                 conn.execute(update(t_del)
@@ -202,7 +200,10 @@ def claim_batch(engine: Engine, issue_id: int, *, limit: int, worker_id: str, at
 
 _CLAIMED = (
     select(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate, t_sub.c.email, t_sub.c.token_version,
-           t_sub.c.status, t_sub.c.paused_until, t_sup.c.email_key.label("suppressed"))
+           # Still mailable: confirmed, not suppressed, not paused (the same test as the eligible query).
+           case((and_(t_sub.c.status == "confirmed", t_sup.c.email_key.is_(None),
+                      or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= bindparam("when", type_=UTC_DT))),
+                 1), else_=0).label("mailable"))
     .select_from(t_del)
     .outerjoin(t_sub, t_sub.c.id == t_del.c.subscriber_id)
     .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
