@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
+from json.encoder import encode_basestring as _encode_string
 from urllib.error import URLError
 
 import python_http_client.exceptions as http_errors
@@ -83,6 +84,7 @@ class BatchEncoder:
         tail = json.dumps(common, ensure_ascii=False, separators=(",", ":"))
         self._tail = "]," + tail[1:]
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+        self._allowed_headers: set[str] = set()
 
     def personalization(self, r: Recipient, batch_id: str) -> dict:
         headers = {"Message-ID": r.message_id}
@@ -97,13 +99,32 @@ class BatchEncoder:
         """The request body, and outcomes for recipients left out because they break a limit."""
         if len(recipients) > MAX_PERSONALIZATIONS:
             raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
+        # Each personalization is written straight to JSON text, every string through the json module's own
+        # escaper: the same document json.dumps(self.personalization(r, batch_id)) gives, without the dicts.
+        q = _encode_string
+        args = f',"custom_args":{{"{ARG_ISSUE}":{q(self.issue_arg)},"{ARG_BATCH}":{q(batch_id)},"{ARG_RECIPIENT}":"'
+        allowed = self._allowed_headers
         parts, refused = [], []
         for r in recipients:
-            if substitutions_size(r.substitutions) > MAX_SUBSTITUTION_BYTES:
+            subs = r.substitutions
+            # UTF-8 takes at most 4 bytes a character: only a long set of substitutions needs counting in bytes.
+            if (sum([len(k) + len(v) for k, v in subs.items()]) * 4 > MAX_SUBSTITUTION_BYTES
+                    and substitutions_size(subs) > MAX_SUBSTITUTION_BYTES):
                 refused.append(Outcome(subscriber_id=r.subscriber_id, state="failed",
                                        reason=f"substitutions exceed {MAX_SUBSTITUTION_BYTES} bytes"))
                 continue
-            parts.append(self._dumps(self.personalization(r, batch_id)))
+            headers = r.headers
+            for name in headers:
+                if name not in allowed:
+                    if name.lower() in FORBIDDEN_HEADERS:
+                        raise ValueError(f"header {name} cannot be set through SendGrid")
+                    allowed.add(name)
+            head = "".join([f",{q(k)}:{q(v)}" for k, v in headers.items() if k != "Message-ID"])
+            parts.append(
+                f'{{"to":[{{"email":{q(r.email)}}}],"substitutions":{{'
+                + ",".join([f"{q(k)}:{q(v)}" for k, v in subs.items()])
+                + f'}},"headers":{{"Message-ID":{q(str(headers.get("Message-ID", r.message_id)))}{head}}}'
+                + f'{args}{int(r.subscriber_id)}"}}}}')
         if not parts:
             return "", refused
         return '{"personalizations":[' + ",".join(parts) + self._tail, refused

@@ -7,7 +7,6 @@ builds byte-identical messages: the same Message-ID, the same links.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 from datetime import UTC, datetime
 
@@ -17,9 +16,10 @@ from pipeline.digests.render import PREFERENCES, UNSUBSCRIBE, substitutions_for
 from pipeline.errors import ConfigError
 from pipeline.scheduling.schedule import Digest
 from pipeline.settings import Settings
-from pipeline.subscribers.tokens import Signer
+from pipeline.subscribers.tokens import Signer, keyed_mac
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
+_PURPOSES = ("unsubscribe", "preferences")
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
 _URL_UNSAFE = re.compile(r"[\s\"'<>&\\]")
 
@@ -48,10 +48,12 @@ class RecipientBuilder:
         self.signer = signer or Signer(settings.secret_key)
         self.fire_at = fire_at
         self.domain = settings.sender_domain
-        self._mac = hmac.new(hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest(),
-                             digestmod=hashlib.sha256)
+        self._mac = keyed_mac(hashlib.sha256(b"message-id\0" + settings.secret_key.encode("utf-8")).digest(),
+                              hashlib.sha256)
         label = _LABEL_UNSAFE.sub("-", digest.name).strip("-").lower() or "digest"
         self._prefix = f"digest-{label}-{fire_at.astimezone(UTC):%Y%m%dT%H%MZ}"
+        self._timestamp = int(fire_at.timestamp())
+        self._sign = self.signer.sign_at_many
 
     def message_id(self, subscriber_id: int) -> str:
         mac = self._mac.copy()
@@ -60,15 +62,18 @@ class RecipientBuilder:
 
     def build(self, subscriber_id: int, email: str, token_version: int = 0) -> Recipient:
         # Tokens carry the fire time as their issue time: the same links on every run of this issue.
-        unsubscribe = self.signer.sign("unsubscribe", subscriber_id, token_version, at=self.fire_at)
-        preferences = self.signer.sign("preferences", subscriber_id, token_version, at=self.fire_at)
+        unsubscribe, preferences = self._sign(_PURPOSES, subscriber_id, token_version, self._timestamp)
+        site = self.site
+        mac = self._mac.copy()
+        local = f"{self._prefix}.s{subscriber_id}"
+        mac.update(local.encode())
         return Recipient(
             subscriber_id=subscriber_id,
             email=email,
-            message_id=self.message_id(subscriber_id),
-            substitutions={UNSUBSCRIBE: f"{self.site}/unsubscribe/{unsubscribe}",
-                           PREFERENCES: f"{self.site}/preferences/{preferences}"},
-            headers={"List-Unsubscribe": f"<{self.site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
+            message_id=f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>",
+            substitutions={UNSUBSCRIBE: f"{site}/unsubscribe/{unsubscribe}",
+                           PREFERENCES: f"{site}/preferences/{preferences}"},
+            headers={"List-Unsubscribe": f"<{site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
         )
 
 

@@ -114,8 +114,11 @@ def plan_issue(library: Library, digest: Digest, job: Job, *, at: datetime,
     key_of: dict[tuple[str, ...], str | None] = {}  # the subscriber's own choice -> variant key, or None if empty
     assignments: dict[int, str] = {}
     skipped = 0
+    chosen_of: dict[tuple[str, ...], tuple[str, ...]] = {}  # topics as stored -> the known ones, sorted
     for sub in subscribers:
-        chosen = tuple(sorted({t for t in sub.topics if t in known}))
+        chosen = chosen_of.get(sub.topics)
+        if chosen is None:
+            chosen = chosen_of[sub.topics] = tuple(sorted({t for t in sub.topics if t in known}))
         if chosen in key_of:
             key = key_of[chosen]
         else:

@@ -177,7 +177,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 got = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in ids]
             outcomes += _complete_outcomes(got, ids)
         if outcomes:
-            done = ledger.finish(engine, issue_id, claim.batch_id, outcomes, at=clock())
+            done = ledger.finish(engine, issue_id, claim.batch_id, outcomes, at=clock(), whole_batch=True)
             sent_now += done.get("sent", 0)
             if on_batch is not None:
                 on_batch(suppressed=len(claim.suppressed), **done)

@@ -79,8 +79,12 @@ def eligible(conn: Connection, *, cadence: str, at: datetime) -> Iterator[Subscr
 
 def eligible_topics(conn: Connection, *, cadence: str, at: datetime) -> Iterator[tuple[int, tuple[str, ...]]]:
     """(id, chosen topics) of the same subscribers as ``eligible``: all a digest plan needs, read fast."""
+    split: dict[str, tuple[str, ...]] = {}  # a few distinct topic strings among many subscribers
     for sid, topics in conn.execute(_eligible_query([t_sub.c.id, t_sub.c.topics], cadence=cadence, at=at)):
-        yield sid, split_topics(topics)
+        chosen = split.get(topics)
+        if chosen is None:
+            chosen = split[topics] = split_topics(topics)
+        yield sid, chosen
 
 
 _CONTACTS = (

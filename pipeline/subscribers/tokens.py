@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import zlib
-from base64 import urlsafe_b64encode
+from binascii import b2a_base64
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,8 +31,7 @@ class Signer:
         if not secret_key:
             raise ValueError("a secret key is required to sign links")
         self._serializers = {p: URLSafeTimedSerializer(secret_key, salt=f"mbc-pipeline/{p}") for p in PURPOSES}
-        self._macs = {p: hmac.new(s.make_signer().derive_key(), digestmod=hashlib.sha1)
-                      for p, s in self._serializers.items()}
+        self._macs = {p: keyed_mac(s.make_signer().derive_key(), hashlib.sha1) for p, s in self._serializers.items()}
         self._stamps: dict[int, bytes] = {}
 
     def sign(self, purpose: str, subscriber_id: int, version: int = 0, *, at: datetime | None = None) -> str:
@@ -42,12 +41,17 @@ class Signer:
         return self._sign_at(purpose, subscriber_id, version, int(at.timestamp()))
 
     def _sign_at(self, purpose: str, subscriber_id: int, version: int, timestamp: int) -> str:
-        # The same bytes URLSafeTimedSerializer.dumps makes at that time (tests/unit/test_tokens.py checks it),
-        # without its per-call key derivation and compression attempt: a digest signs 200,000 links at once.
+        return self.sign_at_many((purpose,), subscriber_id, version, timestamp)[0]
+
+    def sign_at_many(self, purposes: tuple[str, ...], subscriber_id: int, version: int, timestamp: int) -> list[str]:
+        """One token per purpose for one subscriber at ``timestamp``: the payload is encoded once for all.
+
+        The same bytes URLSafeTimedSerializer.dumps makes at that time (tests/unit/test_tokens.py checks it),
+        without its per-call key derivation and compression attempt: a digest signs 200,000 links at once.
+        """
         payload = f"[{int(subscriber_id)},{int(version)}]".encode()  # what json.dumps gives for two ints
         # zlib never wins below 16 bytes (checked exhaustively for our payloads) and costs ~60 µs a call.
-        compressed = zlib.compress(payload) if len(payload) >= 16 else payload
-        if len(compressed) < len(payload) - 1:
+        if len(payload) >= 16 and len(compressed := zlib.compress(payload)) < len(payload) - 1:
             body = b"." + _b64(compressed)
         else:
             body = _b64(payload)
@@ -55,9 +59,12 @@ class Signer:
         if stamp is None:
             stamp = self._stamps[timestamp] = b"." + base64_encode(int_to_bytes(timestamp))
         value = body + stamp
-        mac = self._macs[purpose].copy()
-        mac.update(value)
-        return (value + b"." + _b64(mac.digest())).decode("ascii")
+        out = []
+        for purpose in purposes:
+            mac = self._macs[purpose].copy()
+            mac.update(value)
+            out.append((value + b"." + _b64(mac.digest())).decode("ascii"))
+        return out
 
     def verify(self, purpose: str, token: str, *, max_age: int | None = None) -> TokenClaims:
         """Check signature and purpose; ``max_age`` in seconds limits how old the token may be."""
@@ -75,5 +82,16 @@ class Signer:
         return TokenClaims(subscriber_id=value[0], version=value[1], purpose=purpose)
 
 
+def keyed_mac(key: bytes, digestmod):
+    """A keyed HMAC to copy per message: OpenSSL's own object when there is one (its copy() is a C call;
+    hmac.HMAC.copy goes through Python), else hmac.HMAC. Same bytes either way."""
+    mac = hmac.new(key, digestmod=digestmod)
+    return getattr(mac, "_hmac", None) or mac
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> bytes:
-    return urlsafe_b64encode(data).rstrip(b"=")  # itsdangerous.encoding.base64_encode, minus its type checks
+    # itsdangerous.encoding.base64_encode (urlsafe, unpadded), minus its type checks and wrapper calls
+    return b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
