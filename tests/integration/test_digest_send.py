@@ -281,3 +281,29 @@ def test_golden_message(send, settings, add_subscriber):
     assert GOLDEN.exists(), "no golden file yet: run with UPDATE_GOLDEN=1 and review tests/golden/digest-weekly.eml"
     assert data == GOLDEN.read_bytes(), "digest changed: review it, then regenerate with UPDATE_GOLDEN=1"
     assert path.name == "digest-weekly-20261123T1300Z.s1." + path.name.split(".")[2] + ".eml"
+
+
+def test_suppressed_or_paused_after_planning_are_never_sent(send, settings, add_subscriber, engine):
+    """Invariant 2 at claim time: what changes between planning and a batch decides that batch."""
+    ids = {name: add_subscriber(f"{name}@example.org") for name in ("ann", "bo", "cy", "di", "ed")}
+
+    class PlanOnly(FileBackend):
+        def send_batch(self, issue, variant, recipients):
+            raise KeyboardInterrupt  # stop right after planning, before anything is sent
+
+    with pytest.raises(KeyboardInterrupt):
+        send(backend=PlanOnly(settings.outbox))
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.state == "in_flight").values(
+            state="pending", batch_id=None, claimed_by=None, claimed_at=None))
+        repository.suppress(conn, email="BO@example.org", reason="bounce", at=AT)  # case-insensitive match
+        conn.execute(update(t_sub).where(t_sub.c.id == ids["cy"]).values(paused_until=AT + timedelta(weeks=4)))
+        conn.execute(update(t_sub).where(t_sub.c.id == ids["di"]).values(paused_until=AT - timedelta(minutes=1)))
+        conn.execute(update(t_sub).where(t_sub.c.id == ids["ed"]).values(status="unsubscribed"))
+    report = send()
+    assert report.complete
+    assert sorted(by_recipient(settings)) == ["ann@example.org", "di@example.org"]
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(deliveries.c.subscriber_id, deliveries.c.state)).all())
+    assert states == {ids["ann"]: "sent", ids["bo"]: "suppressed", ids["cy"]: "suppressed", ids["di"]: "sent",
+                      ids["ed"]: "suppressed"}
