@@ -155,7 +155,7 @@ class DigestRenderer:
             "date_label": date_label(plan.fire_at),
             "preheader": preheader,
             "intro": (f"Hello. Here {'is' if n == 1 else 'are'} {count_words(n)} from us, chosen for the topics "
-                      "you follow. Read them whenever you feel ready."),
+                      f"you follow. Read {'it' if n == 1 else 'them'} whenever you feel ready."),
             "standing_note": STANDING_NOTE,
             "articles": views,
             "web": web,
