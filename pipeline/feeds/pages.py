@@ -36,6 +36,7 @@ class Pages:
         self._article = env.get_template("web/article.html.j2")
         self._index = env.get_template("web/index.html.j2")
         self._withdrawn = env.get_template("web/withdrawn.html.j2")
+        self._listing = env.get_template("web/articles.html.j2")
         self._common = {"site": site, "site_feeds": feed_links(site, ALL), "css_version": css_version}
 
     def json_ld(self, a: Article) -> dict:
@@ -76,7 +77,17 @@ class Pages:
     def withdrawn(self) -> str:
         return self._withdrawn.render(**self._common, root="../")
 
-    def index(self, latest: Sequence[Article]) -> str:
+    def index(self, latest: Sequence[Article], *, total: int) -> str:
         topics = [{"id": t.id, "title": t.title, "description": t.description,
                    "feeds": feed_links(self.site, t.id)} for t in self.library.topics]
-        return self._index.render(**self._common, root="", latest=latest, topics=topics)
+        return self._index.render(**self._common, root="", latest=latest, topics=topics, total=total)
+
+    def listing(self, live: Sequence[Article]) -> str:
+        """Every live article by topic, so nothing is reachable only through feeds and emails."""
+        topics = []
+        for t in self.library.topics:
+            items = [{"slug": a.slug, "title": a.title, "date": long_date(a.publish_at.date())}
+                     for a in live if t.id in a.topics]
+            if items:
+                topics.append({"id": t.id, "title": t.title, "sensitive": t.sensitive, "articles": items})
+        return self._listing.render(**self._common, root="", topics=topics)

@@ -22,7 +22,7 @@ from pipeline.feeds.pages import Pages, environment
 from pipeline.fsio import write_atomic
 
 # Bump when the code changes its output, so the next build redoes everything.
-CODE_VERSION = "feeds-2"
+CODE_VERSION = "feeds-3"
 MANIFEST = ".build-manifest.json"
 MAX_FEED_ITEMS = 50
 LATEST_ON_INDEX = 30
@@ -113,7 +113,7 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
     existing_feeds = _listing(public_dir / "feeds")
 
     if (old.get("fingerprint") == fingerprint and feed_files <= existing_feeds and page_files <= existing_pages
-            and (public_dir / "index.html").is_file() and (public_dir / "static" / "site.css").is_file()):
+            and (public_dir / "index.html").is_file() and (public_dir / "articles.html").is_file() and (public_dir / "static" / "site.css").is_file()):
         return BuildReport(articles_live=len(live), feeds_written=0, pages_written=0, withdrawn_written=0,
                            unchanged=0, skipped_fast=True)
 
@@ -170,7 +170,8 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
         put(feeds_dir / f"{name}.json", jsonfeed.json_bytes(spec), "feeds")
     written["unchanged"] += 3 * (len(feed_names) - len(feed_todo))
 
-    put(public_dir / "index.html", pages.index(live[:LATEST_ON_INDEX]), "pages")
+    put(public_dir / "index.html", pages.index(live[:LATEST_ON_INDEX], total=len(live)), "pages")
+    put(public_dir / "articles.html", pages.listing(live), "pages")
 
     manifest = {"code": CODE_VERSION, "fingerprint": fingerprint, "global": global_key,
                 "pages": {slug: article_keys[slug] for slug in sorted(article_keys)}, "feeds": feed_keys}

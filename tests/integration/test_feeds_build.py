@@ -205,7 +205,8 @@ def test_feeds_match_golden_files_byte_for_byte(site, filename):
 
 def test_second_identical_build_takes_the_fast_path_and_touches_nothing(library, tmp_path):
     first = build(library, tmp_path)
-    assert not first.skipped_fast and first.feeds_written == 24 and first.pages_written == 4 + 2
+    # Four article pages, plus index.html, articles.html and the stylesheet.
+    assert not first.skipped_fast and first.feeds_written == 24 and first.pages_written == 4 + 3
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file()}
     second = build(library, tmp_path)
     assert second.skipped_fast and second.files_written == 0
@@ -324,7 +325,7 @@ def test_a_template_change_rebuilds_every_page(library, tmp_path):
     base = templates / "web" / "base.html.j2"
     base.write_text(base.read_text().replace("</footer>", "<p>Changed footer</p></footer>"))
     report = build_site(library, at=AT, public_dir=public, site_url=SITE, templates_dir=templates)
-    assert report.pages_written == 4 + 1  # every article page and the index; the CSS is unchanged
+    assert report.pages_written == 4 + 2  # every article page, the index and the listing; the CSS is unchanged
     assert "Changed footer" in (public / "articles" / "managing-fatigue.html").read_text()
 
 
@@ -339,3 +340,16 @@ def test_feed_items_carry_the_content_note(tmp_path):
         assert entry.content[0].value.startswith("<p><em>Please note: this article talks about end-of-life.</em></p>")
     others = feedparser.parse((tmp_path / "feeds" / "symptom-management.atom.xml").read_bytes())
     assert others.entries and not any("Please note" in e.content[0].value for e in others.entries)
+
+
+def test_listing_links_every_live_article_under_each_of_its_topics(library, tmp_path):
+    build(library, tmp_path)
+    html = (tmp_path / "articles.html").read_text()
+    live = library.live(AT)
+    assert live
+    for article in live:
+        assert html.count(f'href="articles/{article.slug}.html"') == len(article.topics)
+    for article in library.articles:
+        if article not in live:
+            assert f"articles/{article.slug}.html" not in html
+    assert 'href="articles.html"' in (tmp_path / "index.html").read_text()
