@@ -29,10 +29,7 @@ def make_backend(settings: Settings) -> Backend:
 
 
 def send_transactional(settings: Settings, msg) -> None:
-    """One transactional EmailMessage through SMTP or SendGrid (the file outbox is written by the caller).
-
-    ``pipeline.delivery.transactional.send_message`` calls this for every backend but ``file``.
-    """
+    """One transactional EmailMessage through the configured backend's ``send_message``."""
     backend = make_backend(settings)
     send = getattr(backend, "send_message", None)
     if send is None:

@@ -55,5 +55,12 @@ class FileBackend:
                 outcomes.append(Outcome(subscriber_id=r.subscriber_id, state="sent"))
         return outcomes
 
+    def send_message(self, msg) -> None:
+        """One transactional EmailMessage (confirmation, welcome), as its own ``.eml``."""
+        if not msg["Message-ID"]:
+            raise DeliveryError("a transactional message needs a Message-ID header")
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.outbox / eml_name(msg["Message-ID"]), msg.as_bytes(), skip_unchanged=False)
+
     def close(self) -> None:
         pass
