@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from functools import lru_cache
 
 import cmarkgfm
@@ -18,11 +19,11 @@ ALLOWED_ATTRS = {"a": {"href", "title"}, "abbr": {"title"}, "th": {"scope"}}
 def body_html(body: str) -> str:
     # cmark (C, CommonMark) is ~50x faster than Python-Markdown and drops raw HTML and unsafe links itself;
     # nh3 then enforces our own allow-list.
-    html = cmarkgfm.markdown_to_html(body)
-    return nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRS, url_schemes={"http", "https", "mailto"},
+    rendered = cmarkgfm.markdown_to_html(body)
+    return nh3.clean(rendered, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRS, url_schemes={"http", "https", "mailto"},
                      link_rel="noopener noreferrer")
 
 
 def plain_text(body: str) -> str:
     """Body as plain text, for readability checks and text emails."""
-    return nh3.clean(body_html(body), tags=set()).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&#39;", "'")
+    return html.unescape(nh3.clean(body_html(body), tags=set()))
