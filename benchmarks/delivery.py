@@ -126,6 +126,7 @@ def load(settings):
 
 
 def run_send(url: str, workdir: Path, sink_url: str) -> dict:
+    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
     from pipeline.delivery.sendgrid import SendGridBackend
     from pipeline.digests.send import send_digest
     from pipeline.store.engine import make_engine
@@ -140,9 +141,41 @@ def run_send(url: str, workdir: Path, sink_url: str) -> dict:
     seconds = time.perf_counter() - started
     engine.dispose()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "sent": report.sent_now,
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the batch worker, if one ran
+    return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "worker_peak_rss_mb": round(worker, 1), "sent": report.sent_now,
             "recipients": report.recipients, "variants": report.variants, "complete": report.complete,
             "client_requests": backend.requests}
+
+
+def time_phases() -> dict[str, float]:
+    """Wrap the send's phases with timers; returns the dict they add their seconds to. "wait" is the main
+    thread waiting for the sending thread; "deliver" runs on the sending thread, overlapped."""
+    import concurrent.futures
+    import functools
+
+    from pipeline.delivery import ledger
+    from pipeline.digests import send
+
+    totals: dict[str, float] = {}
+
+    def wrap(owner, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        @functools.wraps(inner)
+        def timed(*a, **k):
+            started = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
+        setattr(owner, name, timed)
+
+    for name in ("open_issue", "claim_next", "post", "counts", "complete_if_done", "recover_stale"):
+        wrap(ledger, name, name)
+    wrap(send._BatchSender, "build", "build")
+    wrap(send._BatchSender, "deliver", "deliver")
+    wrap(concurrent.futures.Future, "result", "wait")
+    return totals
 
 
 # -- references -----------------------------------------------------------------------------------------------------
@@ -216,10 +249,24 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=100_000)
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     ap.add_argument("--baseline-sample", type=int, default=2000)
+    ap.add_argument("--profile", metavar="FILE", help="write cProfile stats of the measured send to FILE")
+    ap.add_argument("--phases", action="store_true", help="time the send's phases (ledger calls, build, waits)")
+    ap.add_argument("--send-only", action="store_true", help="skip the baseline and floor references")
     ap.add_argument("--_send", nargs=3, metavar=("URL", "WORKDIR", "SINK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._send:
-        print(json.dumps(run_send(args._send[0], Path(args._send[1]), args._send[2])))
+        phases = time_phases() if args.phases else None
+        if args.profile:
+            import cProfile
+
+            prof = cProfile.Profile()
+            result = prof.runcall(run_send, args._send[0], Path(args._send[1]), args._send[2])
+            prof.dump_stats(args.profile)
+        else:
+            result = run_send(args._send[0], Path(args._send[1]), args._send[2])
+        if phases is not None:
+            result["phases"] = {k: round(v, 3) for k, v in sorted(phases.items())}
+        print(json.dumps(result))
         return
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-delivery-"))
@@ -232,17 +279,21 @@ def main() -> None:
         t0 = time.perf_counter()
         populate(url, args.subscribers)
         log(f"{args.subscribers} subscribers inserted in {time.perf_counter() - t0:.1f}s ({url.split(':')[0]})")
-        out = subprocess.run([sys.executable, __file__, "--_send", url, str(workdir), sink_url], cwd=workdir,
+        extra = ["--profile", str(Path(args.profile).resolve())] if args.profile else []
+        extra += ["--phases"] if args.phases else []
+        out = subprocess.run([sys.executable, __file__, *extra, "--_send", url, str(workdir), sink_url], cwd=workdir,
                              stdout=subprocess.PIPE, text=True, check=True)
         sent = json.loads(out.stdout.strip().splitlines()[-1])
         stats = sink_stats(sink_url)
         log(f"send: {sent} sink: {stats}")
-        sink_stats(sink_url, reset=True)
-        naive = baseline(url, workdir, sink_url, args.baseline_sample)
         recipients = max(1, stats["recipients"])
-        baseline_seconds = naive * recipients / args.baseline_sample
-        sink_stats(sink_url, reset=True)
-        floor_seconds = floor(sink_url, workdir, url, stats["requests"], recipients)
+        baseline_seconds = floor_seconds = 0.0
+        if not args.send_only:
+            sink_stats(sink_url, reset=True)
+            naive = baseline(url, workdir, sink_url, args.baseline_sample)
+            baseline_seconds = naive * recipients / args.baseline_sample
+            sink_stats(sink_url, reset=True)
+            floor_seconds = floor(sink_url, workdir, url, stats["requests"], recipients)
         result = {
             "subscribers": args.subscribers,
             "database": url.split(":")[0].split("+")[0],
@@ -250,13 +301,14 @@ def main() -> None:
             "seconds": round(sent["seconds"], 2),
             "recipients_per_s": round(stats["recipients"] / sent["seconds"]),
             "peak_rss_mb": sent["peak_rss_mb"],
+            "worker_peak_rss_mb": sent["worker_peak_rss_mb"],
             "requests": stats["requests"],
             "duplicates": stats["duplicated"],
             "invalid_requests": len(stats["problems"]),
             "baseline_seconds": round(baseline_seconds, 1),
             "floor_seconds": round(floor_seconds, 2),
             "vs_floor": round(sent["seconds"] / floor_seconds, 2) if floor_seconds else None,
-            "vs_baseline": round(baseline_seconds / sent["seconds"], 1),
+            "vs_baseline": round(baseline_seconds / sent["seconds"], 1) if baseline_seconds else None,
         }
     finally:
         sink.terminate()

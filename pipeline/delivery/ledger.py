@@ -1,10 +1,12 @@
 """The delivery ledger: one row per recipient of an issue, fixed when the issue is first planned.
 
 Rows move pending -> in_flight (claimed) -> sent | failed | unknown, or to suppressed when the subscriber is no
-longer mailable. Claims are atomic, so several workers share an issue without sending anyone twice: on PostgreSQL
-through ``FOR UPDATE SKIP LOCKED``, on SQLite through the write lock every transaction takes (BEGIN IMMEDIATE).
-A row left in flight by a crash goes back to pending with ``possible_duplicate`` set: the one window in which a
-recipient may get a second copy, recorded and reported.
+longer mailable. Planning cuts each variant's recipients into numbered batches of one backend request; a sender
+claims one batch at a time. Claims are atomic, so several workers share an issue without sending anyone twice: on
+PostgreSQL through ``FOR UPDATE SKIP LOCKED``, on SQLite through the write lock every transaction takes (BEGIN
+IMMEDIATE). A sender records one batch and claims its next in the same transaction (``advance``), so it never holds
+more than one batch in flight. A row left in flight by a crash goes back to pending with ``possible_duplicate``
+set: the one window in which a recipient may get a second copy, recorded and reported.
 """
 
 from __future__ import annotations
@@ -13,19 +15,20 @@ import hashlib
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.delivery.backend import Outcome
 from pipeline.store.tables import UTC_DT
 from pipeline.store.tables import deliveries as t_del
+from pipeline.store.tables import delivery_posts as t_posts
 from pipeline.store.tables import issues as t_iss
 from pipeline.store.tables import subscribers as t_sub
 from pipeline.store.tables import suppressions as t_sup
@@ -43,14 +46,42 @@ class ClaimedRow(NamedTuple):  # a thousand a batch: a tuple is built several ti
     possible_duplicate: bool
 
 
+# What a read of a batch gives, claimed or not: (subscriber_id, variant, possible_duplicate, email, token_version,
+# mailable). A sender prepares a batch from a read before claiming it, and keeps that work only if the claim
+# returns the very same rows.
+BatchRows = tuple[tuple, ...]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Claim:
     batch_id: str
+    batch_no: int
+    found: BatchRows  # every row claimed, mailable or not
     rows: tuple[ClaimedRow, ...]
     suppressed: tuple[int, ...]  # claimed, but no longer mailable: marked suppressed, never sent
 
     def __bool__(self) -> bool:
-        return bool(self.rows or self.suppressed)
+        return bool(self.found)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished:
+    """A claimed batch's outcomes, to record."""
+
+    batch_no: int
+    batch_id: str
+    outcomes: Sequence[Outcome]
+
+
+def mailable_rows(found: BatchRows) -> tuple[list[ClaimedRow], list[int]]:
+    """Split a batch read into rows to send and ids no longer mailable."""
+    rows, gone = [], []
+    for sid, key, dup, email, version, mailable in found:
+        if mailable:
+            rows.append(ClaimedRow(sid, key, email, version, bool(dup)))
+        else:
+            gone.append(sid)
+    return rows, gone
 
 
 def new_worker_id() -> str:
@@ -88,7 +119,8 @@ def _issue_lock(conn: Connection, digest: str, fire_at: datetime) -> None:
 
 
 def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[datetime, datetime],
-               plan_recipients: Callable[[Connection], Mapping[int, str]], *, at: datetime) -> tuple[int, bool]:
+               plan_recipients: Callable[[Connection], Mapping[int, str]], *, at: datetime,
+               batch_size: int = 1000) -> tuple[int, bool]:
     """Find the issue of ``digest`` at ``fire_at``, or create it with all its delivery rows in one transaction.
 
     ``plan_recipients(conn)`` returns subscriber id -> variant key, read in the same transaction. It is called
@@ -105,16 +137,16 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
                 assignments = plan_recipients(conn)
-                # In variant order: claims walk the pending rows of ix_deliveries_issue_state in insertion order,
-                # so each variant's rows then sit together and a claim for one variant finds them at once.
                 by_variant: dict[str, list[int]] = {}
                 for sid, key in assignments.items():
                     by_variant.setdefault(key, []).append(sid)
-                _insert_pending(conn, issue_id, by_variant)
+                _insert_pending(conn, issue_id, by_variant, batch_size)
                 if conn.dialect.name == "postgresql":
-                    # Fresh statistics: planned against an "empty" table, each claim's join would scan every
-                    # pending row per picked row (seen: minutes for 75,000 recipients instead of seconds).
-                    conn.execute(text("ANALYZE deliveries"))
+                    # Fresh statistics. Planned against an "empty" deliveries table, each claim's join would scan
+                    # every pending row per picked row (seen: minutes for 75,000 recipients instead of seconds);
+                    # against a just-imported subscribers table, each batch's read would hash the whole table
+                    # (seen: 40 ms a batch for 200,000 subscribers, before autovacuum's analyze came round).
+                    conn.execute(text("ANALYZE deliveries, subscribers, suppressions"))
                 return issue_id, True
         except IntegrityError:
             continue  # another planner created it between our look and our insert: look again
@@ -125,147 +157,228 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
     return existing, False
 
 
-def _insert_pending(conn: Connection, issue_id: int, by_variant: dict[str, list[int]]) -> None:
-    """One pending row per recipient, variant by variant, each variant's in subscriber order: COPY on
-    PostgreSQL, a plain executemany of tuples on SQLite (no per-row dicts or statement compilation)."""
+def _insert_pending(conn: Connection, issue_id: int, by_variant: dict[str, list[int]], batch_size: int) -> None:
+    """One pending row per recipient, variant by variant, each variant's in subscriber order and cut into batches
+    of ``batch_size``: COPY on PostgreSQL, a plain executemany of tuples on SQLite (no per-row dicts or
+    statement compilation)."""
+    batch_size = max(1, batch_size)
+
     def rows():
+        batch_no = 0
         for key in sorted(by_variant):
             ids = by_variant[key]
             ids.sort()
-            for sid in ids:
-                yield issue_id, sid, key
+            for start in range(0, len(ids), batch_size):
+                for sid in ids[start:start + batch_size]:
+                    yield issue_id, sid, key, batch_no
+                batch_no += 1
     if conn.dialect.name == "postgresql":
         import psycopg
 
         cur = conn.connection.dbapi_connection.cursor()
         try:
-            with cur.copy("COPY deliveries (issue_id, subscriber_id, variant, state, attempts, possible_duplicate) "
-                          "FROM STDIN") as copy:
+            with cur.copy("COPY deliveries (issue_id, subscriber_id, variant, batch_no, state, attempts, "
+                          "possible_duplicate) FROM STDIN") as copy:
                 for row in rows():
                     copy.write_row((*row, "pending", 0, False))
-        except psycopg.IntegrityError as exc:  # e.g. a subscriber deleted meanwhile: open_issue plans again
+        except psycopg.IntegrityError as exc:
             raise IntegrityError("COPY deliveries", None, exc) from exc
         finally:
             cur.close()
         return
-    sql = ("INSERT INTO deliveries (issue_id, subscriber_id, variant, state, attempts, possible_duplicate) "
-           "VALUES (?, ?, ?, 'pending', 0, 0)")
+    sql = ("INSERT INTO deliveries (issue_id, subscriber_id, variant, batch_no, state, attempts, possible_duplicate) "
+           "VALUES (?, ?, ?, ?, 'pending', 0, 0)")
     it = rows()
     while chunk := list(islice(it, INSERT_CHUNK)):
         conn.exec_driver_sql(sql, chunk)
 
 
-def claim_batch(engine: Engine, issue_id: int, *, limit: int, worker_id: str, at: datetime,
-                variant: str | None = None, mailable_at: datetime | None = None) -> Claim:
-    """Atomically take up to ``limit`` pending rows (of ``variant``, if given) for this worker.
+_NEXT_BATCH = (select(t_del.c.batch_no)
+               .where(t_del.c.issue_id == bindparam("issue_id"),
+                      tuple_(t_del.c.batch_no, t_del.c.subscriber_id) > tuple_(bindparam("batch_no"), bindparam("sid")),
+                      t_del.c.state == "pending")
+               .order_by(t_del.c.batch_no, t_del.c.subscriber_id).limit(1))
+END_OF_BATCH = 2**31 - 1  # a subscriber id past every other: (n, END_OF_BATCH) is "after all of batch n"
 
-    In the same transaction, rows whose subscriber has since unsubscribed, been suppressed or paused become
-    ``suppressed`` and are not returned (invariant 2: an unsubscribe takes effect before the next batch).
+
+def _mailable(when_param: str = "when"):
+    # Still mailable: confirmed, not suppressed, not paused (the same test as the eligible query).
+    return case((and_(t_sub.c.status == "confirmed", t_sup.c.email_key.is_(None),
+                      or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= bindparam(when_param, type_=UTC_DT))),
+                 1), else_=0).label("mailable")
+
+
+def _batch_read(*conditions):
+    return (select(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate, t_sub.c.email,
+                   t_sub.c.token_version, _mailable())
+            .select_from(t_del)
+            .outerjoin(t_sub, t_sub.c.id == t_del.c.subscriber_id)
+            .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
+            .where(t_del.c.issue_id == bindparam("issue_id"), t_del.c.batch_no == bindparam("batch_no"), *conditions)
+            .order_by(t_del.c.subscriber_id))
+
+
+_CLAIMED = _batch_read(t_del.c.state == "in_flight", t_del.c.batch_id == bindparam("batch_id"))
+
+
+# The claim, by physical row id: cheaper than joining the picked rows back through the primary key. On PostgreSQL
+# the picked rows are locked with SKIP LOCKED, so two workers never wait on or take the same rows; ARRAY(...) is
+# evaluated once, where "IN (subquery)" may run again and, skipping the rows its last run locked, claim more than
+# ``limit``. On SQLite the write lock (BEGIN IMMEDIATE) already keeps claims apart.
+_CLAIM_SET = ("SET state = 'in_flight', claimed_by = :worker, claimed_at = :at, batch_id = :batch_id, "
+              "attempts = attempts + 1")
+_CLAIM_PICK = ("SELECT {rid} FROM deliveries WHERE issue_id = :issue_id AND batch_no = :batch_no AND state = 'pending' "
+               "ORDER BY subscriber_id LIMIT :limit")
+_CLAIM_PG = text(f"UPDATE deliveries {_CLAIM_SET} WHERE ctid = ANY(ARRAY({_CLAIM_PICK.format(rid='ctid')} "
+                 "FOR UPDATE SKIP LOCKED)) AND state = 'pending'").bindparams(bindparam("at", type_=UTC_DT))
+_CLAIM_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_CLAIM_PICK.format(rid='rowid')})"
+                     ).bindparams(bindparam("at", type_=UTC_DT))
+
+
+def _normalise(result) -> BatchRows:
+    # The driver's own tuples, without building SQLAlchemy rows: a thousand rows a batch, read twice. Only ever
+    # compared with another read on the same database, and mailable_rows reads the flags as truth values.
+    try:
+        return tuple(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: int, worker_id: str,
+               at: datetime, mailable_at: datetime | None = None) -> Claim | None:
+    """Claim up to ``limit`` pending rows of the next batch after position ``after`` = (batch_no, subscriber_id),
+    or else of the first one from the start (rows recovered or requeued behind us). None when none is left.
+
+    Rows whose subscriber has since unsubscribed, been suppressed or paused become ``suppressed`` in the same
+    transaction (invariant 2). The claim is not yet "posted": until ``post`` records that its sending starts, a
+    crash leaves its rows to go back to pending without a duplicate flag, since nothing of it went out.
     """
     batch_id = uuid.uuid4().hex[:16]
-    conditions = [t_del.c.issue_id == issue_id, t_del.c.state == "pending"]
-    if variant is not None:
-        conditions.append(t_del.c.variant == variant)
-    # Without ``variant``, the claim walks ix_deliveries_issue_state and stops after ``limit`` rows; open_issue
-    # inserted the rows in variant order, so a batch holds one or two variants. With ``variant``, SQLite must
-    # also skip the other variants' pending rows, which costs a scan per claim on a large issue.
-    # A CTE, not "IN (subquery)": PostgreSQL may run such a subquery more than once, each time skipping the rows
-    # the last run locked, and so claim more than ``limit`` rows. A locking CTE is evaluated exactly once.
-    pick = (select(t_del.c.subscriber_id).where(*conditions).limit(limit)
-            .with_for_update(skip_locked=True).cte("picked"))
-    stmt = (update(t_del)
-            .where(t_del.c.issue_id == issue_id, t_del.c.state == "pending",
-                   t_del.c.subscriber_id == pick.c.subscriber_id)
-            .values(state="in_flight", claimed_by=worker_id, claimed_at=at, batch_id=batch_id,
-                    attempts=t_del.c.attempts + 1))
     with engine.begin() as conn:
-        if not conn.execute(stmt).rowcount:
-            return Claim(batch_id=batch_id, rows=(), suppressed=())
-        # The claimed rows' contacts in one join on the batch (no list of 1,000 ids to bind), already in
-        # variant order; whoever is no longer mailable is marked suppressed in this same transaction.
-        found = conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_id": batch_id, "when": mailable_at or at}).all()
-        rows, gone = [], []
-        for sid, key, dup, email, version, mailable in found:
-            if mailable:
-                rows.append(ClaimedRow(sid, key, email, version, bool(dup)))
-            else:
-                gone.append(sid)
-        if gone:
-            for i in range(0, len(gone), 1000):
-                conn.execute(update(t_del)
-                             .where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(gone[i:i + 1000]))
-                             .values(state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
-    return Claim(batch_id=batch_id, rows=tuple(rows), suppressed=tuple(gone))
+        if conn.dialect.name == "postgresql":
+            # A claim lost in a database crash is harmless (nothing of it was posted), and the commit of ``post``,
+            # which is synchronous, flushes this one too: so this commit need not wait for the disk.
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+        position, wrapped = after, after == (-1, -1)
+        for _ in range(1000):  # each miss is a batch another worker claimed between our look and our claim
+            batch_no = conn.execute(_NEXT_BATCH, {"issue_id": issue_id, "batch_no": position[0],
+                                                  "sid": position[1]}).scalar()
+            if batch_no is None:
+                if wrapped:
+                    return None
+                position, wrapped = (-1, -1), True
+                continue
+            claim = _claim(conn, issue_id, batch_no, batch_id, limit=limit, worker_id=worker_id, at=at,
+                           mailable_at=mailable_at or at)
+            if claim:
+                return claim
+            position = (batch_no, END_OF_BATCH)
+    return None
 
 
-_CLAIMED = (
-    select(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate, t_sub.c.email, t_sub.c.token_version,
-           # Still mailable: confirmed, not suppressed, not paused (the same test as the eligible query).
-           case((and_(t_sub.c.status == "confirmed", t_sup.c.email_key.is_(None),
-                      or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= bindparam("when", type_=UTC_DT))),
-                 1), else_=0).label("mailable"))
-    .select_from(t_del)
-    .outerjoin(t_sub, t_sub.c.id == t_del.c.subscriber_id)
-    .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
-    .where(t_del.c.issue_id == bindparam("issue_id"), t_del.c.state == "in_flight",
-           t_del.c.batch_id == bindparam("batch_id"))
-    .order_by(t_del.c.variant, t_del.c.subscriber_id)
-)
+def post(engine: Engine, issue_id: int, *, finished: Finished | None, posting: Claim | None,
+         at: datetime) -> dict[str, int]:
+    """In one transaction: record ``finished`` and note that ``posting`` is about to go to the backend. A sender
+    calls this between batches, so at most one of its batches is ever posted and unrecorded: the in-flight batch
+    of invariant 1. Returns what was recorded, by state."""
+    with engine.begin() as conn:
+        done = _record(conn, issue_id, finished, at=at) if finished is not None else {}
+        if posting is not None and posting.found:
+            conn.execute(insert(t_posts).values(issue_id=issue_id, batch_id=posting.batch_id, posted_at=at))
+        return done
 
 
-def finish(engine: Engine, issue_id: int, batch_id: str, outcomes: Iterable[Outcome], *, at: datetime,
-           variant: str | None = None, whole_batch: bool = False) -> dict[str, int]:
-    """Record what the backend said about a claimed batch. Rows since recovered or taken by another worker are
-    left alone.
+def release(engine: Engine, issue_id: int, claim: Claim) -> int:
+    """Give back a claim that was never posted: its rows go back to pending as they were."""
+    with engine.begin() as conn:
+        return conn.execute(update(t_del).where(
+            t_del.c.issue_id == issue_id, t_del.c.batch_no == claim.batch_no, t_del.c.batch_id == claim.batch_id,
+            t_del.c.state == "in_flight").values(
+            state="pending", batch_id=None, claimed_by=None, claimed_at=None, attempts=t_del.c.attempts - 1)).rowcount
 
-    ``whole_batch``: the caller vouches that ``outcomes`` name every row it claimed in this batch. The largest
-    group of outcomes is then recorded with one statement on the batch (after the others, by id), instead of
-    by id lists.
-    """
+
+def _claim(conn: Connection, issue_id: int, batch_no: int, batch_id: str, *, limit: int, worker_id: str,
+           at: datetime, mailable_at: datetime) -> Claim:
+    values = {"issue_id": issue_id, "batch_no": batch_no, "limit": limit, "worker": worker_id, "at": at,
+              "batch_id": batch_id}
+    stmt = _CLAIM_PG if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
+    empty = Claim(batch_id=batch_id, batch_no=batch_no, found=(), rows=(), suppressed=())
+    if not conn.execute(stmt, values).rowcount:
+        return empty
+    found = _normalise(conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_no": batch_no, "batch_id": batch_id,
+                                                "when": mailable_at}))
+    rows, gone = mailable_rows(found)
+    if gone:
+        for i in range(0, len(gone), 1000):
+            conn.execute(update(t_del)
+                         .where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(gone[i:i + 1000]))
+                         .values(state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
+    return Claim(batch_id=batch_id, batch_no=batch_no, found=found, rows=tuple(rows), suppressed=tuple(gone))
+
+
+def finish(engine: Engine, issue_id: int, finished: Finished, *, at: datetime) -> dict[str, int]:
+    """Record what the backend said about a claimed batch (see ``post``)."""
+    with engine.begin() as conn:
+        return _record(conn, issue_id, finished, at=at)
+
+
+def _record(conn: Connection, issue_id: int, finished: Finished, *, at: datetime) -> dict[str, int]:
+    """Rows since recovered or taken by another worker are left alone. ``finished.outcomes`` name every row the
+    batch claimed and sent, so the largest group is recorded with one statement on the batch, after the others."""
     groups: dict[tuple[str, str | None, str | None], list[int]] = {}
-    for o in outcomes:
+    for o in finished.outcomes:
         if o.state not in ("sent", "failed", "unknown"):
             raise ValueError(f"unknown outcome state {o.state!r}")
         groups.setdefault((o.state, o.reason, o.provider_status), []).append(o.subscriber_id)
     done: dict[str, int] = {}
+    conn.execute(delete(t_posts).where(t_posts.c.issue_id == issue_id, t_posts.c.batch_id == finished.batch_id))
     ordered = sorted(groups.items(), key=lambda item: len(item[1]))
     # Only rows still in flight under this batch: a row that recovery has put back to pending (its sender was
     # presumed dead) stays pending and is sent again, flagged as a possible duplicate.
-    with engine.begin() as conn:
-        for n, ((state, reason, provider_status), ids) in enumerate(ordered, 1):
-            values: dict = {"state": state, "reason": reason, "provider_status": provider_status}
-            if state == "sent":
-                values["sent_at"] = at
-            if variant is not None:
-                values["variant"] = variant
-            where = [t_del.c.issue_id == issue_id, t_del.c.batch_id == batch_id, t_del.c.state == "in_flight"]
-            if whole_batch and n == len(ordered):
-                # Every other row of the batch is recorded already: what is still in flight is this group.
-                result = conn.execute(update(t_del).where(*where).values(**values))
-                done[state] = done.get(state, 0) + max(result.rowcount, 0)
-                continue
-            stmt = update(t_del).where(*where, t_del.c.subscriber_id.in_(bindparam("ids", expanding=True))).values(**values)
-            for i in range(0, len(ids), 1000):
-                result = conn.execute(stmt, {"ids": ids[i:i + 1000]})
-                done[state] = done.get(state, 0) + max(result.rowcount, 0)
+    where = [t_del.c.issue_id == issue_id, t_del.c.batch_no == finished.batch_no,
+             t_del.c.batch_id == finished.batch_id, t_del.c.state == "in_flight"]
+    for n, ((state, reason, provider_status), ids) in enumerate(ordered, 1):
+        values: dict = {"state": state, "reason": reason, "provider_status": provider_status}
+        if state == "sent":
+            values["sent_at"] = at
+        if n == len(ordered):
+            # Every other row of the batch is recorded already: what is still in flight is this group.
+            result = conn.execute(update(t_del).where(*where).values(**values))
+            done[state] = done.get(state, 0) + max(result.rowcount, 0)
+            continue
+        stmt = update(t_del).where(*where, t_del.c.subscriber_id.in_(bindparam("ids", expanding=True))).values(**values)
+        for i in range(0, len(ids), 1000):
+            result = conn.execute(stmt, {"ids": ids[i:i + 1000]})
+            done[state] = done.get(state, 0) + max(result.rowcount, 0)
     return done
 
 
 def recover_stale(engine: Engine, issue_id: int, *, older_than: datetime,
                   is_gone: Callable[[str | None], bool] | None = None) -> int:
-    """Put in-flight rows back to pending, marked as possible duplicates, when their claim is older than
-    ``older_than`` or ``is_gone(claimed_by)`` says the claimer has died. Returns how many."""
+    """Put in-flight rows back to pending when their claim is older than ``older_than`` or ``is_gone(claimed_by)``
+    says the claimer has died. Rows of a batch that was posted are marked as possible duplicates; rows of a claim
+    never posted went nowhere and are not. Returns how many rows went back."""
     with engine.begin() as conn:
-        rows = conn.execute(select(t_del.c.subscriber_id, t_del.c.claimed_by, t_del.c.claimed_at).where(
-            t_del.c.issue_id == issue_id, t_del.c.state == "in_flight")).all()
-        stale = [r.subscriber_id for r in rows
-                 if r.claimed_at is None or r.claimed_at < older_than or (is_gone is not None and is_gone(r.claimed_by))]
-        for i in range(0, len(stale), 1000):
-            conn.execute(update(t_del).where(
-                t_del.c.issue_id == issue_id, t_del.c.state == "in_flight",
-                t_del.c.subscriber_id.in_(stale[i:i + 1000])).values(
-                state="pending", possible_duplicate=True, reason="in flight when a sender stopped; may be a duplicate"))
-    return len(stale)
+        rows = conn.execute(select(t_del.c.subscriber_id, t_del.c.batch_id, t_del.c.claimed_by, t_del.c.claimed_at)
+                            .where(t_del.c.issue_id == issue_id, t_del.c.state == "in_flight")).all()
+        posted = set(conn.execute(select(t_posts.c.batch_id).where(t_posts.c.issue_id == issue_id)).scalars())
+        stale: dict[bool, list[int]] = {True: [], False: []}
+        for r in rows:
+            if r.claimed_at is None or r.claimed_at < older_than or (is_gone is not None and is_gone(r.claimed_by)):
+                stale[r.batch_id in posted].append(r.subscriber_id)
+        for was_posted, ids in stale.items():
+            values: dict = {"state": "pending", "batch_id": None}
+            if was_posted:
+                values.update(possible_duplicate=True, reason="in flight when a sender stopped; may be a duplicate")
+            for i in range(0, len(ids), 1000):
+                conn.execute(update(t_del).where(
+                    t_del.c.issue_id == issue_id, t_del.c.state == "in_flight",
+                    t_del.c.subscriber_id.in_(ids[i:i + 1000])).values(**values))
+        if rows:  # markers of batches with nothing left in flight have served
+            still = select(t_del.c.batch_id).where(t_del.c.issue_id == issue_id, t_del.c.state == "in_flight",
+                                                   t_del.c.batch_id.is_not(None))
+            conn.execute(delete(t_posts).where(t_posts.c.issue_id == issue_id, t_posts.c.batch_id.not_in(still)))
+    return len(stale[True]) + len(stale[False])
 
 
 def requeue_failed(engine: Engine, issue_id: int, *, max_attempts: int) -> int:

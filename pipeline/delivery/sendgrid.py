@@ -84,7 +84,7 @@ class BatchEncoder:
         tail = json.dumps(common, ensure_ascii=False, separators=(",", ":"))
         self._tail = "]," + tail[1:]
         self._dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
-        self._allowed_headers: set[str] = set()
+        self._shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, int, bool]] = {}
 
     def personalization(self, r: Recipient, batch_id: str) -> dict:
         headers = {"Message-ID": r.message_id}
@@ -99,35 +99,75 @@ class BatchEncoder:
         """The request body, and outcomes for recipients left out because they break a limit."""
         if len(recipients) > MAX_PERSONALIZATIONS:
             raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
-        # Each personalization is written straight to JSON text, every string through the json module's own
+        # Each personalization is written straight to JSON text, every value through the json module's own
         # escaper: the same document json.dumps(self.personalization(r, batch_id)) gives, without the dicts.
+        # Recipients of one digest share their substitution and header names, so the JSON around the values is
+        # built once per set of names (a "shape") and each recipient only fills it in.
         q = _encode_string
-        args = f',"custom_args":{{"{ARG_ISSUE}":{q(self.issue_arg)},"{ARG_BATCH}":{q(batch_id)},"{ARG_RECIPIENT}":"'
-        allowed = self._allowed_headers
+        tail = f',"custom_args":{{"{ARG_ISSUE}":{q(self.issue_arg)},"{ARG_BATCH}":{q(batch_id)},"{ARG_RECIPIENT}":"'
+        tail = tail.replace("%", "%%") + '%d"}}'
+        shapes = self._shapes
         parts, refused = [], []
         for r in recipients:
-            subs = r.substitutions
+            subs, headers = r.substitutions, r.headers
+            shape = shapes.get((tuple(subs), tuple(headers)))
+            if shape is None:
+                shape = shapes[(tuple(subs), tuple(headers))] = self._shape(subs, headers)
+            template, key_chars, own_message_id = shape
+            values = subs.values()
             # UTF-8 takes at most 4 bytes a character: only a long set of substitutions needs counting in bytes.
-            if (sum([len(k) + len(v) for k, v in subs.items()]) * 4 > MAX_SUBSTITUTION_BYTES
+            if ((key_chars + sum(map(len, values))) * 4 > MAX_SUBSTITUTION_BYTES
                     and substitutions_size(subs) > MAX_SUBSTITUTION_BYTES):
                 refused.append(Outcome(subscriber_id=r.subscriber_id, state="failed",
                                        reason=f"substitutions exceed {MAX_SUBSTITUTION_BYTES} bytes"))
                 continue
-            headers = r.headers
-            for name in headers:
-                if name not in allowed:
-                    if name.lower() in FORBIDDEN_HEADERS:
-                        raise ValueError(f"header {name} cannot be set through SendGrid")
-                    allowed.add(name)
-            head = "".join([f",{q(k)}:{q(v)}" for k, v in headers.items() if k != "Message-ID"])
-            parts.append(
-                f'{{"to":[{{"email":{q(r.email)}}}],"substitutions":{{'
-                + ",".join([f"{q(k)}:{q(v)}" for k, v in subs.items()])
-                + f'}},"headers":{{"Message-ID":{q(str(headers.get("Message-ID", r.message_id)))}{head}}}'
-                + f'{args}{int(r.subscriber_id)}"}}}}')
+            parts.append((template + tail) % (
+                q(r.email), *map(q, values), q(str(r.message_id if own_message_id else headers["Message-ID"])),
+                *[q(v) for k, v in headers.items() if k != "Message-ID"], int(r.subscriber_id)))
         if not parts:
             return "", refused
         return '{"personalizations":[' + ",".join(parts) + self._tail, refused
+
+    def _shape(self, subs: Mapping[str, str], headers: Mapping[str, str]) -> tuple[str, int, bool]:
+        """The %-template of one personalization for these substitution and header names (values left as %s)."""
+        for name in headers:
+            if name.lower() in FORBIDDEN_HEADERS:
+                raise ValueError(f"header {name} cannot be set through SendGrid")
+        q = _encode_string
+
+        def key(name: str) -> str:
+            return q(name).replace("%", "%%")
+        template = ('{"to":[{"email":%s}],"substitutions":{' + ",".join(f"{key(k)}:%s" for k in subs)
+                    + '},"headers":{"Message-ID":%s' + "".join(f",{key(k)}:%s" for k in headers if k != "Message-ID")
+                    + "}")
+        return template, sum(len(k) for k in subs), "Message-ID" not in headers
+
+
+class BatchPreparer:
+    """Serialises a batch's Mail Send requests ahead of sending: (body, ids in it, outcomes of those left out)."""
+
+    def __init__(self, *, tracking: bool = False):
+        self.tracking = tracking
+        self._encoders: dict[tuple[IssueMeta, str], BatchEncoder] = {}
+
+    def __call__(self, issue: IssueMeta, variant: RenderedVariant, recipients: Sequence[Recipient],
+                 batch_id: str) -> list[tuple[str, list[int], list[Outcome]]]:
+        key = (issue, variant.key)
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            if len(self._encoders) > 64:
+                self._encoders.clear()
+            encoder = self._encoders[key] = BatchEncoder(issue, variant, tracking=self.tracking)
+        out = []
+        for start in range(0, len(recipients), MAX_PERSONALIZATIONS):
+            chunk = recipients[start:start + MAX_PERSONALIZATIONS]
+            body, refused = encoder.encode(chunk, batch_id)
+            left_out = {o.subscriber_id for o in refused}
+            out.append((body, [r.subscriber_id for r in chunk if r.subscriber_id not in left_out], refused))
+        return out
+
+    def clear(self) -> None:
+        self._encoders.clear()
 
 
 class SendGridBackend:
@@ -147,35 +187,33 @@ class SendGridBackend:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._sleep, self._rng, self._clock = sleep, rng, clock
-        self._encoders: dict[tuple[IssueMeta, str], BatchEncoder] = {}
+        self._preparer = BatchPreparer(tracking=tracking)
         self._fatal: DeliveryError | None = None
         self.requests = 0
 
     def __repr__(self) -> str:
         return f"SendGridBackend(host={self._client.host!r})"
 
-    def encoder(self, issue: IssueMeta, variant: RenderedVariant) -> BatchEncoder:
-        key = (issue, variant.key)
-        enc = self._encoders.get(key)
-        if enc is None:
-            if len(self._encoders) > 64:
-                self._encoders.clear()
-            enc = self._encoders[key] = BatchEncoder(issue, variant, tracking=self.tracking)
-        return enc
-
     def send_batch(self, issue: IssueMeta, variant: RenderedVariant,
                    recipients: Sequence[Recipient]) -> list[Outcome]:
+        return self.send_prepared(self.prepare_batch(issue, variant, recipients, uuid.uuid4().hex[:16]))
+
+    def prepare_batch(self, issue: IssueMeta, variant: RenderedVariant, recipients: Sequence[Recipient],
+                      batch_id: str) -> list[tuple[str, list[int], list[Outcome]]]:
+        return self._preparer(issue, variant, recipients, batch_id)
+
+    def batch_preparer(self) -> BatchPreparer:
+        """What prepare_batch does, as an object without the HTTP client: it can be sent to a worker process."""
+        return BatchPreparer(tracking=self.tracking)
+
+    def send_prepared(self, prepared: list[tuple[str, list[int], list[Outcome]]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
-        for start in range(0, len(recipients), MAX_PERSONALIZATIONS):
-            chunk = recipients[start:start + MAX_PERSONALIZATIONS]
-            body, refused = self.encoder(issue, variant).encode(chunk, uuid.uuid4().hex[:16])
+        for body, ids, refused in prepared:
             outcomes.extend(refused)
             if not body:
                 continue
-            status = self.post(body)
-            left_out = {o.subscriber_id for o in refused}
-            outcomes.extend(Outcome(subscriber_id=r.subscriber_id, state="sent", provider_status=str(status))
-                            for r in chunk if r.subscriber_id not in left_out)
+            status = str(self.post(body))
+            outcomes.extend(Outcome(subscriber_id=i, state="sent", provider_status=status) for i in ids)
         return outcomes
 
     def send_message(self, msg: EmailMessage) -> None:
@@ -253,7 +291,7 @@ class SendGridBackend:
         return err
 
     def close(self) -> None:
-        self._encoders.clear()
+        self._preparer.clear()
 
 
 def _asked_delay(headers, *, now: float) -> float | None:

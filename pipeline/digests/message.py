@@ -68,12 +68,9 @@ class RecipientBuilder:
         local = f"{self._prefix}.s{subscriber_id}"
         mac.update(local.encode())
         return Recipient(
-            subscriber_id=subscriber_id,
-            email=email,
-            message_id=f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>",
-            substitutions={UNSUBSCRIBE: f"{site}/unsubscribe/{unsubscribe}",
-                           PREFERENCES: f"{site}/preferences/{preferences}"},
-            headers={"List-Unsubscribe": f"<{site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
+            subscriber_id, email, f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>",
+            {UNSUBSCRIBE: f"{site}/unsubscribe/{unsubscribe}", PREFERENCES: f"{site}/preferences/{preferences}"},
+            {"List-Unsubscribe": f"<{site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
         )
 
 

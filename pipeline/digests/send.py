@@ -7,7 +7,9 @@ or a second scheduler) only finishes what is left. Several workers can run it at
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -16,8 +18,9 @@ from sqlalchemy.engine import Engine
 
 from pipeline.content.model import Library
 from pipeline.delivery import ledger
-from pipeline.delivery.backend import Backend, Outcome, RenderedVariant
+from pipeline.delivery.backend import Backend, Outcome, Recipient, RenderedVariant
 from pipeline.digests import archive
+from pipeline.digests.batch_worker import BatchWorker
 from pipeline.digests.message import RecipientBuilder, example_substitutions, issue_meta
 from pipeline.digests.plan import IssuePlan, PlanEntry, generic_variant, issue_period, plan_issue
 from pipeline.digests.render import DigestRenderer
@@ -30,6 +33,7 @@ from pipeline.subscribers.model import split_topics
 
 log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=30)
+WORKER_MIN_RECIPIENTS = 20_000
 MAX_ATTEMPTS = 3
 
 
@@ -93,11 +97,131 @@ def _complete_outcomes(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]
                        for i in ids if i not in seen]
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Group:
+    key: str
+    ids: list[int]
+    recipients: list[Recipient]
+    payload: object | None  # the backend's prepared requests, when it can prepare them
+    outcomes: list[Outcome]  # decided without sending (variant not in this run's plan)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Prepared:
+    batch_no: int
+    batch_id: str
+    found: ledger.BatchRows
+    groups: list[_Group]
+
+
+class _BatchSender:
+    """Turns a batch's rows into backend work: one group per variant, rendered once per variant. With a worker
+    process, the links and requests of a batch are built there while this process goes on."""
+
+    def __init__(self, backend: Backend, plan: IssuePlan, meta, renderer: DigestRenderer, builder: RecipientBuilder):
+        self.backend, self.plan, self.meta = backend, plan, meta
+        self.renderer, self.builder = renderer, builder
+        self.rendered: dict[str, RenderedVariant] = {}
+        self._prepare = getattr(backend, "prepare_batch", None)
+        self.worker: BatchWorker | None = None
+
+    def start_worker(self, settings: Settings, digest) -> None:
+        self.worker = BatchWorker(settings, digest, self.plan.fire_at, self.meta, self.backend.batch_preparer())
+
+    def _groups(self, found: ledger.BatchRows) -> tuple[list[tuple[str, list]], list[_Group]]:
+        """The rows to send, by variant, and groups decided without sending."""
+        rows, _gone = ledger.mailable_rows(found)
+        by_variant: dict[str, list[ledger.ClaimedRow]] = {}
+        for row in rows:
+            by_variant.setdefault(self.plan.assignments.get(row.subscriber_id, row.variant), []).append(row)
+        todo, decided = [], []
+        for key, members in by_variant.items():
+            if key not in self.plan.variants:  # planned by a concurrent run with other content: retry next run
+                ids = [r.subscriber_id for r in members]
+                decided.append(_Group(key=key, ids=ids, recipients=[], payload=None, outcomes=[
+                    Outcome(subscriber_id=i, state="failed", reason="variant not in this run's plan") for i in ids]))
+                continue
+            if key not in self.rendered:
+                self.rendered[key] = self.renderer.render(self.plan, self.plan.variants[key])
+            todo.append((key, members))
+        return todo, decided
+
+    def build(self, batch_no: int, batch_id: str, found: ledger.BatchRows) -> _Prepared:
+        todo, groups = self._groups(found)
+        build = self.builder.build
+        for key, members in todo:
+            recipients = [build(r.subscriber_id, r.email, r.token_version) for r in members]
+            payload = (self._prepare(self.meta, self.rendered[key], recipients, batch_id)
+                       if self._prepare is not None else None)
+            groups.append(_Group(key=key, ids=[r.subscriber_id for r in members], recipients=recipients,
+                                 payload=payload, outcomes=[]))
+        return _Prepared(batch_no=batch_no, batch_id=batch_id, found=found, groups=groups)
+
+    def start(self, claim: ledger.Claim) -> Callable[[], _Prepared]:
+        """Begin preparing a claimed batch; the returned call gives the result (waiting for the worker, if any)."""
+        if self.worker is None:
+            prepared = self.build(claim.batch_no, claim.batch_id, claim.found)
+            return lambda: prepared
+        todo, decided = self._groups(claim.found)
+        future = self.worker.submit(claim.batch_id, [(key, self.rendered[key], rows) for key, rows in todo])
+
+        def result() -> _Prepared:
+            try:
+                payloads = future.result()
+            except BrokenExecutor:  # the worker died: carry on without it
+                log.warning("the batch worker stopped; preparing batches in this process",
+                            extra={"action": "digest_worker_lost"})
+                self.worker = None
+                return self.build(claim.batch_no, claim.batch_id, claim.found)
+            groups = decided + [_Group(key=key, ids=[r.subscriber_id for r in rows], recipients=[], payload=payload,
+                                       outcomes=[]) for (key, rows), payload in zip(todo, payloads, strict=True)]
+            return _Prepared(batch_no=claim.batch_no, batch_id=claim.batch_id, found=claim.found, groups=groups)
+        return result
+
+    def deliver(self, prepared: _Prepared) -> list[Outcome]:
+        """Runs on the sending thread. Only a whole-batch failure of the backend is mapped here."""
+        outcomes: list[Outcome] = []
+        for group in prepared.groups:
+            if group.outcomes:
+                outcomes += group.outcomes
+                continue
+            try:
+                if group.payload is not None:
+                    got = list(self.backend.send_prepared(group.payload))
+                else:
+                    got = list(self.backend.send_batch(self.meta, self.rendered[group.key], group.recipients))
+            except DeliveryUnknown as exc:
+                got = [Outcome(subscriber_id=i, state="unknown", reason=str(exc)) for i in group.ids]
+            except DeliveryError as exc:
+                got = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in group.ids]
+            outcomes += _complete_outcomes(got, group.ids)
+        return outcomes
+
+    def close(self) -> None:
+        self.rendered.clear()
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+
+def _quietly(action: Callable[[], object], issue_id: int, claim: ledger.Claim) -> None:
+    """Tidy up a batch while stopping, if we can. If not, recovery will (and flag it, if it was posted)."""
+    try:
+        action()
+    except BaseException:  # noqa: BLE001
+        log.warning("could not tidy up a batch while stopping; a later run recovers it",
+                    extra={"action": "digest_batch_unrecorded", "issue_id": issue_id, "batch_id": claim.batch_id})
+
+
 def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, library: Library,
                 schedule: Schedule, backend: Backend, dry_run: bool = False, worker_id: str | None = None,
                 clock: Callable[[], datetime] | None = None, stale_after: timedelta = STALE_AFTER,
-                write_archive: bool = True, on_batch: Callable[..., None] | None = None) -> SendReport:
+                write_archive: bool = True, on_batch: Callable[..., None] | None = None,
+                encode_in_worker: bool | None = None) -> SendReport:
     """Send (or finish sending) the issue of digest ``name`` for the latest fire time at or before ``at``.
+
+    ``encode_in_worker``: build links and requests in a worker process (None: when the backend can prepare
+    requests ahead and at least WORKER_MIN_RECIPIENTS are pending).
 
     ``at`` alone decides which issue and what is in it. ``clock`` only stamps the ledger (claims, sent times)
     and ages in-flight claims for crash recovery; it defaults to the system clock.
@@ -130,7 +254,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         planned["plan"] = plan_issue(library, digest, job, at=at, subscribers=readers)
         return planned["plan"].assignments
 
-    issue_id, created = ledger.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock())
+    issue_id, created = ledger.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
+                                          batch_size=backend.max_batch)
     skipped_empty = 0
     recovered = 0
     if created:
@@ -149,44 +274,77 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                                             "issue_created": created, "recipients": sum(before[s] for s in ledger.STATES)})
 
     meta = issue_meta(digest, fire, settings, issue_id)
-    renderer = DigestRenderer(settings, library, digest)
-    builder = RecipientBuilder(settings, digest, fire)
-    rendered: dict[str, RenderedVariant] = {}
+    sender = _BatchSender(backend, plan, meta, DigestRenderer(settings, library, digest),
+                          RecipientBuilder(settings, digest, fire))
     sent_now = 0
     if on_batch is not None:
         on_batch(total=before["pending"])
-    while claim := ledger.claim_batch(engine, issue_id, limit=backend.max_batch, worker_id=worker_id, at=clock(),
-                                      mailable_at=at):
-        by_variant: dict[str, list[ledger.ClaimedRow]] = {}
-        for row in claim.rows:
-            by_variant.setdefault(plan.assignments.get(row.subscriber_id, row.variant), []).append(row)
-        outcomes: list[Outcome] = []
-        for key, rows in by_variant.items():
-            ids = [r.subscriber_id for r in rows]
-            if key not in plan.variants:  # planned by a concurrent run with other content: retry next run
-                outcomes += [Outcome(subscriber_id=i, state="failed", reason="variant not in this run's plan") for i in ids]
-                continue
-            if key not in rendered:
-                rendered[key] = renderer.render(plan, plan.variants[key])
-            recipients = [builder.build(r.subscriber_id, r.email, r.token_version) for r in rows]
-            try:
-                got = list(backend.send_batch(meta, rendered[key], recipients))
-            except DeliveryUnknown as exc:
-                got = [Outcome(subscriber_id=i, state="unknown", reason=str(exc)) for i in ids]
-            except DeliveryError as exc:
-                got = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in ids]
-            outcomes += _complete_outcomes(got, ids)
-        if outcomes:
-            done = ledger.finish(engine, issue_id, claim.batch_id, outcomes, at=clock(), whole_batch=True)
-            sent_now += done.get("sent", 0)
-            if on_batch is not None:
-                on_batch(suppressed=len(claim.suppressed), **done)
-            log.info("digest batch sent", extra={"action": "digest_batch_sent", "digest": name, "issue_id": issue_id,
-                                                  "batch_id": claim.batch_id, "variants": len(by_variant), **done})
+
+    def recorded(done: dict[str, int], claim: ledger.Claim, variants: int) -> None:
+        nonlocal sent_now
+        sent_now += done.get("sent", 0)
+        if on_batch is not None:
+            on_batch(suppressed=len(claim.suppressed), **done)
+        log.info("digest batch sent", extra={"action": "digest_batch_sent", "digest": name, "issue_id": issue_id,
+                                              "batch_id": claim.batch_id, "variants": variants, **done})
+
+    # Pipelined: while one batch is with the backend (on a thread), the next ones are claimed and prepared (their
+    # links built and requests encoded, in a worker process for a large issue). Recording a batch and marking the
+    # next as posted is one transaction (ledger.post), so at most one batch is ever posted and unrecorded; claims
+    # not yet posted are given back if we stop.
+    limit = max(1, backend.max_batch)
+    if encode_in_worker is None:
+        encode_in_worker = before["pending"] >= WORKER_MIN_RECIPIENTS
+    if encode_in_worker and hasattr(backend, "batch_preparer"):
+        sender.start_worker(settings, digest)
+    ahead = 2 if sender.worker is not None else 1  # claims prepared ahead of the one on the wire
+    cursor = (-1, -1)
+    upcoming: deque[tuple[ledger.Claim, Callable[[], _Prepared]]] = deque()
+
+    def claim_ahead() -> None:
+        nonlocal cursor
+        while len(upcoming) < ahead:
+            claim = ledger.claim_next(engine, issue_id, cursor, limit=limit, worker_id=worker_id, at=clock(),
+                                      mailable_at=at)
+            if claim is None:
+                return
+            cursor = (claim.batch_no, claim.found[-1][0])
+            upcoming.append((claim, sender.start(claim)))
+
+    inflight: tuple[ledger.Claim, _Prepared, Future] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-send") as pool:
+        try:
+            claim_ahead()
+            while upcoming or inflight is not None:
+                finished = None
+                if inflight is not None:
+                    finished = ledger.Finished(batch_no=inflight[0].batch_no, batch_id=inflight[0].batch_id,
+                                               outcomes=inflight[2].result())
+                nxt = upcoming.popleft() if upcoming else None
+                prepared = nxt[1]() if nxt is not None else None
+                done = ledger.post(engine, issue_id, finished=finished, at=clock(),
+                                   posting=nxt[0] if nxt is not None else None)
+                if inflight is not None:
+                    recorded(done, inflight[0], len(inflight[1].groups))
+                    inflight = None
+                if nxt is not None:
+                    inflight = (nxt[0], prepared, pool.submit(sender.deliver, prepared))
+                claim_ahead()
+        except BaseException:
+            for claim, _ in upcoming:  # claimed, never posted: back to pending, unflagged
+                _quietly(lambda claim=claim: ledger.release(engine, issue_id, claim), issue_id, claim)
+            if inflight is not None:  # record what already went out, so a re-run does not flag it
+                claim, _prepared, future = inflight
+                _quietly(lambda: ledger.finish(engine, issue_id, ledger.Finished(
+                    batch_no=claim.batch_no, batch_id=claim.batch_id, outcomes=future.result()), at=clock()),
+                    issue_id, claim)
+            raise
+        finally:
+            sender.close()
     complete = ledger.complete_if_done(engine, issue_id, at=clock())
     after = ledger.counts(engine, issue_id)
     if write_archive:
-        archive.write_issue(plan, renderer, settings, schedule)
+        archive.write_issue(plan, sender.renderer, settings, schedule)
     return SendReport(
         digest=name, fire_at=fire, period_start=start, period_end=fire, dry_run=False, issue_id=issue_id,
         created=created, recipients=sum(after[s] for s in ledger.STATES), variants=len(plan.variants),

@@ -8,7 +8,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -102,11 +101,18 @@ issues = Table(
 # The delivery ledger: one row per recipient of an issue, fixed when the issue is first planned.
 deliveries = Table(
     "deliveries", metadata,
-    Column("issue_id", Integer, ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True),
-    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
-    # pending | in_flight | sent | failed | suppressed | unknown
+    # No foreign keys: they made the bulk insert of an issue's rows four times slower on PostgreSQL. Ledger rows
+    # go with their subscriber in lifecycle.delete_subscriber, and issues are never deleted.
+    Column("issue_id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, primary_key=True),
+    # pending | in_flight | sent | failed | suppressed | unknown. Deliberately in no index: each row changes
+    # state twice per send, and an indexed state would rewrite index entries each time.
     Column("state", String(20), nullable=False, default="pending"),
     Column("variant", String(64), nullable=False),
+    # On PostgreSQL the table has fillfactor 45 (migration 0002), so those state changes are in-place updates.
+    # Fixed when the issue is planned: each variant's recipients in runs of one backend batch. A sender claims
+    # a batch at a time, and walks them in order through ix_deliveries_issue_batch.
+    Column("batch_no", Integer, nullable=False, default=0, server_default="0"),
     Column("batch_id", String(64)),
     Column("claimed_by", String(128)),
     Column("claimed_at", UTC_DT),
@@ -117,7 +123,16 @@ deliveries = Table(
     Column("reason", Text),
     Column("provider_status", String(40)),
 )
-Index("ix_deliveries_issue_state", deliveries.c.issue_id, deliveries.c.state)
+Index("ix_deliveries_issue_batch", deliveries.c.issue_id, deliveries.c.batch_no, deliveries.c.subscriber_id)
+
+# A claimed batch whose sending has started and whose outcome is not yet recorded: after a crash, its rows are the
+# possible duplicates. A claim never posted went nowhere.
+delivery_posts = Table(
+    "delivery_posts", metadata,
+    Column("issue_id", Integer, primary_key=True),
+    Column("batch_id", String(64), primary_key=True),
+    Column("posted_at", UTC_DT, nullable=False),
+)
 
 webhook_events = Table(
     "webhook_events", metadata,

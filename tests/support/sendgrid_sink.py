@@ -53,33 +53,60 @@ def validate(body: dict) -> list[str]:
         problems.append("custom_args: top-level custom_args must be a string per the spec; use personalizations")
     problems.extend(_headers_problems("headers", body.get("headers", {})))
     for i, p in enumerate(pers):
-        to = p.get("to")
-        if not isinstance(to, list) or not to or not all("@" in str(t.get("email", "")) for t in to):
-            problems.append(f"personalizations[{i}].to: required, with emails")
-        if not (top_subject or p.get("subject")):
-            problems.append(f"personalizations[{i}]: no subject")
-        subs = p.get("substitutions", {})
-        if any(not isinstance(v, str) for v in subs.values()):
-            problems.append(f"personalizations[{i}].substitutions: values must be strings")
-        elif sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES:
-            problems.append(f"personalizations[{i}].substitutions: over {MAX_SUBSTITUTION_BYTES} bytes")
-        args = p.get("custom_args", {})
-        if any(not isinstance(v, str) for v in args.values()):
-            problems.append(f"personalizations[{i}].custom_args: values must be strings")
-        elif any("@" in v or "@" in k for k, v in args.items()):
-            problems.append(f"personalizations[{i}].custom_args: carries an email address")
-        elif len(json.dumps(args).encode()) > MAX_CUSTOM_ARGS_BYTES:
-            problems.append(f"personalizations[{i}].custom_args: over {MAX_CUSTOM_ARGS_BYTES} bytes")
-        problems.extend(_headers_problems(f"personalizations[{i}].headers", p.get("headers", {})))
+        problems.extend(_personalization_problems(i, p, top_subject))
     return problems
 
 
-def _headers_problems(where: str, headers: dict) -> list[str]:
-    bad = sorted(k for k in headers if k.lower() in FORBIDDEN_HEADERS)
-    out = [f"{where}: forbidden header {k}" for k in bad]
-    if any(not isinstance(v, str) for v in headers.values()):
-        out.append(f"{where}: values must be strings")
+def _personalization_problems(i: int, p: dict, top_subject) -> list[str]:
+    # Exact byte counts only when a cheap bound says a limit might be crossed: a UTF-8 character is at most 4
+    # bytes, and json.dumps writes a character as at most 12 bytes (a surrogate pair of \uXXXX escapes).
+    out: list[str] = []
+    to = p.get("to")
+    if not isinstance(to, list) or not to or not all("@" in str(t.get("email", "")) for t in to):
+        out.append(f"personalizations[{i}].to: required, with emails")
+    if not (top_subject or p.get("subject")):
+        out.append(f"personalizations[{i}]: no subject")
+    subs = p.get("substitutions")
+    if subs:
+        chars = 0
+        for k, v in subs.items():
+            if not isinstance(v, str):
+                out.append(f"personalizations[{i}].substitutions: values must be strings")
+                break
+            chars += len(k) + len(v)
+        else:
+            if chars * 4 > MAX_SUBSTITUTION_BYTES and sum(
+                    len(k.encode()) + len(v.encode()) for k, v in subs.items()) > MAX_SUBSTITUTION_BYTES:
+                out.append(f"personalizations[{i}].substitutions: over {MAX_SUBSTITUTION_BYTES} bytes")
+    args = p.get("custom_args")
+    if args:
+        chars = 0
+        for k, v in args.items():
+            if not isinstance(v, str):
+                out.append(f"personalizations[{i}].custom_args: values must be strings")
+                break
+            if "@" in v or "@" in k:
+                out.append(f"personalizations[{i}].custom_args: carries an email address")
+                break
+            chars += len(k) + len(v)
+        else:
+            if (chars * 12 + 8 * len(args) + 2 > MAX_CUSTOM_ARGS_BYTES
+                    and len(json.dumps(args).encode()) > MAX_CUSTOM_ARGS_BYTES):
+                out.append(f"personalizations[{i}].custom_args: over {MAX_CUSTOM_ARGS_BYTES} bytes")
+    headers = p.get("headers")
+    if headers:
+        out.extend(_headers_problems(f"personalizations[{i}].headers", headers))
     return out
+
+
+def _headers_problems(where: str, headers: dict) -> list[str]:
+    out: list[str] = []
+    for k, v in headers.items():
+        if k.lower() in FORBIDDEN_HEADERS:
+            out.append(f"{where}: forbidden header {k}")
+        if not isinstance(v, str):
+            out.append(f"{where}: values must be strings")
+    return sorted(set(out))
 
 
 @dataclass

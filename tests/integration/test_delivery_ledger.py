@@ -1,0 +1,133 @@
+"""The ledger's batches, claims and recovery, on SQLite and PostgreSQL; and the batch worker against the sender's
+own build, request for request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from pipeline.delivery import ledger
+from pipeline.delivery.backend import Outcome
+from pipeline.delivery.sendgrid import SendGridBackend
+from pipeline.digests.send import send_digest
+from pipeline.store.engine import make_engine
+from pipeline.store.tables import deliveries, delivery_posts
+from pipeline.subscribers import repository
+from tests.support.db import add_issue, add_subscribers
+from tests.support.sendgrid_sink import SinkServer
+
+AT = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+
+
+def rows(engine, issue_id):
+    with engine.connect() as conn:
+        return {r.subscriber_id: r for r in conn.execute(select(deliveries).where(deliveries.c.issue_id == issue_id))}
+
+
+def sent(claim: ledger.Claim) -> ledger.Finished:
+    return ledger.Finished(batch_no=claim.batch_no, batch_id=claim.batch_id,
+                           outcomes=[Outcome(subscriber_id=r.subscriber_id, state="sent") for r in claim.rows])
+
+
+def test_planning_cuts_each_variant_into_batches_of_the_backend_size(engine):
+    ids = add_subscribers(engine, 25)
+    plan = {sid: ("a" if sid % 2 else "b") for sid in ids}
+    issue_id, created = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: plan, at=AT,
+                                          batch_size=5)
+    assert created
+    batches: dict[int, set[str]] = {}
+    sizes: dict[int, int] = {}
+    for r in rows(engine, issue_id).values():
+        batches.setdefault(r.batch_no, set()).add(r.variant)
+        sizes[r.batch_no] = sizes.get(r.batch_no, 0) + 1
+    assert all(len(v) == 1 for v in batches.values()), "a batch holds one variant"
+    assert sorted(sizes.values()) == [2, 3, 5, 5, 5, 5]  # 13 of "a" as 5+5+3, 12 of "b" as 5+5+2
+    assert sorted(sizes) == list(range(6))
+
+
+def test_a_batch_larger_than_the_limit_is_claimed_a_limit_at_a_time(engine):
+    # Issues planned before batches existed have every row in batch 0.
+    issue_id = add_issue(engine, add_subscribers(engine, 25))
+    cursor, claims, finished = (-1, -1), [], None
+    while claim := ledger.claim_next(engine, issue_id, cursor, limit=10, worker_id="w", at=AT):
+        ledger.post(engine, issue_id, finished=finished, posting=claim, at=AT)
+        finished = sent(claim)
+        claims.append(len(claim.rows))
+        cursor = (claim.batch_no, claim.found[-1][0])
+    ledger.post(engine, issue_id, finished=finished, posting=None, at=AT)
+    assert claims == [10, 10, 5]
+    assert {r.state for r in rows(engine, issue_id).values()} == {"sent"}
+    assert ledger.counts(engine, issue_id)["sent"] == 25
+
+
+def test_recovery_flags_the_posted_batch_only(engine):
+    ids = add_subscribers(engine, 30)
+    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    posted = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="host:1:dead", at=AT)
+    ledger.post(engine, issue_id, finished=None, posting=posted, at=AT)
+    ahead = ledger.claim_next(engine, issue_id, (posted.batch_no, ledger.END_OF_BATCH), limit=10,
+                              worker_id="host:1:dead", at=AT)
+    assert ahead.batch_no == posted.batch_no + 1
+    assert ledger.counts(engine, issue_id)["in_flight"] == 20
+
+    back = ledger.recover_stale(engine, issue_id, older_than=AT + timedelta(minutes=1))
+    assert back == 20
+    got = rows(engine, issue_id)
+    assert {sid for sid, r in got.items() if r.possible_duplicate} == {r.subscriber_id for r in posted.rows}
+    assert {r.state for r in got.values()} == {"pending"}
+    with engine.connect() as conn:
+        assert conn.execute(select(delivery_posts)).all() == []
+
+
+def test_a_claim_given_back_is_pending_as_before(engine):
+    ids = add_subscribers(engine, 4)
+    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    assert ledger.release(engine, issue_id, claim) == 4
+    got = rows(engine, issue_id)
+    assert {(r.state, r.attempts, r.batch_id, r.possible_duplicate) for r in got.values()} == {("pending", 0, None, False)}
+
+
+def test_a_claim_suppresses_whoever_stopped_being_mailable(engine):
+    ids = add_subscribers(engine, 3)
+    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    with engine.begin() as conn:
+        repository.suppress(conn, email=f"READER{ids[0]}@example.org", reason="bounce", at=AT)
+    claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    assert claim.suppressed == (ids[0],) and [r.subscriber_id for r in claim.rows] == ids[1:]
+    assert rows(engine, issue_id)[ids[0]].state == "suppressed"
+
+
+def test_the_batch_worker_builds_exactly_what_the_sender_builds(tmp_path, settings, digest_library, digest_schedule):
+    topics = sorted(digest_library.topic_ids)
+    combos = [(), (topics[0],), (topics[0], topics[1]), (topics[-1],)]
+    captured = {}
+    for mode in (False, True):
+        engine = make_engine(f"sqlite:///{tmp_path}/{mode}.db")
+        with engine.begin() as conn:
+            for i in range(2300):
+                repository.upsert(conn, email=f"reader{i}@example.org", name="", topics=combos[i % len(combos)],
+                                  cadence="weekly", timezone="UTC", at=AT - timedelta(days=30), status="confirmed",
+                                  consent_source="test")
+        with SinkServer() as server:
+            report = send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine,
+                                 library=digest_library, schedule=digest_schedule,
+                                 backend=SendGridBackend("SG.k", host=server.url, timeout=10), write_archive=False,
+                                 encode_in_worker=mode)
+            bodies = server.sink.bodies
+        engine.dispose()
+        assert report.complete and report.sent_now > 1500 and server.sink.problems == []
+        people = {}
+        for body in bodies:
+            common = {k: v for k, v in body.items() if k != "personalizations"}
+            for p in body["personalizations"]:
+                args = dict(p["custom_args"])
+                assert args.pop("mbc_batch")  # a random claim id: differs between runs
+                people[args["mbc_rid"]] = ({**p, "custom_args": args}, common)
+        captured[mode] = people
+    assert captured[True] == captured[False]
+    assert len(captured[True]) == report.sent_now
