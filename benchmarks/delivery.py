@@ -126,8 +126,8 @@ def load(settings):
 
 
 def run_send(url: str, workdir: Path, sink_url: str) -> dict:
-    sys.setswitchinterval(float(os.environ.get("SWI", "0.005")))
     from pipeline.delivery.sendgrid import SendGridBackend
+    from pipeline.digests.batch_worker import BatchWorker
     from pipeline.digests.send import send_digest
     from pipeline.store.engine import make_engine
 
@@ -135,14 +135,24 @@ def run_send(url: str, workdir: Path, sink_url: str) -> dict:
     library, schedule = load(settings)
     engine = make_engine(url)
     backend = SendGridBackend(KEY, host=sink_url, timeout=60)
+    worker_usage: list[tuple[float, float]] = []
+    close_worker = BatchWorker.close
+
+    def close(self) -> None:  # the worker is the sender's grandchild: ask it for its own peak before it goes
+        worker_usage.append(self.usage())
+        close_worker(self)
+    BatchWorker.close = close
     started = time.perf_counter()
     report = send_digest("weekly", at=AT, settings=settings, engine=engine, library=library, schedule=schedule,
                          backend=backend, write_archive=False)
     seconds = time.perf_counter() - started
     engine.dispose()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the batch worker, if one ran
-    return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "worker_peak_rss_mb": round(worker, 1), "sent": report.sent_now,
+    worker, worker_cpu = max(worker_usage, default=(0.0, 0.0))
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "worker_peak_rss_mb": round(worker, 1),
+            "cpu_s": round(own.ru_utime + own.ru_stime, 2), "worker_cpu_s": round(worker_cpu, 2),
+            "sent": report.sent_now,
             "recipients": report.recipients, "variants": report.variants, "complete": report.complete,
             "client_requests": backend.requests}
 
@@ -174,7 +184,7 @@ def time_phases() -> dict[str, float]:
         wrap(ledger, name, name)
     wrap(send._BatchSender, "build", "build")
     wrap(send._BatchSender, "deliver", "deliver")
-    wrap(concurrent.futures.Future, "result", "wait")
+    wrap(concurrent.futures.Future, "result", "wait (any thread)")
     return totals
 
 
@@ -279,6 +289,7 @@ def main() -> None:
         t0 = time.perf_counter()
         populate(url, args.subscribers)
         log(f"{args.subscribers} subscribers inserted in {time.perf_counter() - t0:.1f}s ({url.split(':')[0]})")
+        sink_stats(sink_url, reset=True)
         extra = ["--profile", str(Path(args.profile).resolve())] if args.profile else []
         extra += ["--phases"] if args.phases else []
         out = subprocess.run([sys.executable, __file__, *extra, "--_send", url, str(workdir), sink_url], cwd=workdir,
@@ -302,6 +313,8 @@ def main() -> None:
             "recipients_per_s": round(stats["recipients"] / sent["seconds"]),
             "peak_rss_mb": sent["peak_rss_mb"],
             "worker_peak_rss_mb": sent["worker_peak_rss_mb"],
+            "peak_rss_mb_sender_plus_worker": round(sent["peak_rss_mb"] + sent["worker_peak_rss_mb"], 1),
+            "cpu_s": {"sender": sent["cpu_s"], "worker": sent["worker_cpu_s"], "sink": stats["cpu_s"]},
             "requests": stats["requests"],
             "duplicates": stats["duplicated"],
             "invalid_requests": len(stats["problems"]),

@@ -44,8 +44,7 @@ class Recipient(NamedTuple):  # a digest builds one per recipient: a tuple is bu
     headers: Mapping[str, str] = MappingProxyType({})  # List-Unsubscribe, List-Unsubscribe-Post
 
 
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
+class Outcome(NamedTuple):  # one per recipient, like Recipient
     subscriber_id: int
     state: str  # one of OUTCOME_STATES; "unknown" when the provider may or may not have taken it
     reason: str | None = None

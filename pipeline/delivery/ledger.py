@@ -245,13 +245,14 @@ def _normalise(result) -> BatchRows:
 
 
 def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: int, worker_id: str,
-               at: datetime, mailable_at: datetime | None = None) -> Claim | None:
+               at: datetime, mailable_at: datetime | None = None, settle_first: Sequence[str] = ()) -> Claim | None:
     """Claim up to ``limit`` pending rows of the next batch after position ``after`` = (batch_no, subscriber_id),
     or else of the first one from the start (rows recovered or requeued behind us). None when none is left.
 
     Rows whose subscriber has since unsubscribed, been suppressed or paused become ``suppressed`` in the same
     transaction (invariant 2). The claim is not yet "posted": until ``post`` records that its sending starts, a
     crash leaves its rows to go back to pending without a duplicate flag, since nothing of it went out.
+    ``settle_first``: batches to settle in the same transaction.
     """
     batch_id = uuid.uuid4().hex[:16]
     with engine.begin() as conn:
@@ -259,7 +260,9 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
             # A claim lost in a database crash is harmless (nothing of it was posted), and the commit of ``post``,
             # which is synchronous, flushes this one too: so this commit need not wait for the disk.
             conn.execute(text("SET LOCAL synchronous_commit = off"))
-        position, wrapped = after, after == (-1, -1)
+        if settle_first:
+            settle(conn, issue_id, settle_first)
+        position, wrapped, batch_no = after, after == (-1, -1), None
         for _ in range(1000):  # each miss is a batch another worker claimed between our look and our claim
             batch_no = conn.execute(_NEXT_BATCH, {"issue_id": issue_id, "batch_no": position[0],
                                                   "sid": position[1]}).scalar()
@@ -268,24 +271,87 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
                     return None
                 position, wrapped = (-1, -1), True
                 continue
-            claim = _claim(conn, issue_id, batch_no, batch_id, limit=limit, worker_id=worker_id, at=at,
-                           mailable_at=mailable_at or at)
-            if claim:
-                return claim
-            position = (batch_no, END_OF_BATCH)
-    return None
+            if _take(conn, issue_id, batch_no, batch_id, limit=limit, worker_id=worker_id, at=at):
+                break
+            position, batch_no = (batch_no, END_OF_BATCH), None
+    if batch_no is None:
+        return None
+    # The contacts of the claimed rows, read after the claim's commit: the join is the slow part of a claim, and
+    # on SQLite the write lock need not be held for it. Reading later only narrows invariant 2's window.
+    with engine.connect().execution_options(read_only=True) as conn:
+        found = _normalise(conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_no": batch_no, "batch_id": batch_id,
+                                                    "when": mailable_at or at}))
+    rows, gone = mailable_rows(found)
+    if gone:
+        with engine.begin() as conn:
+            for i in range(0, len(gone), 1000):
+                conn.execute(update(t_del).where(
+                    t_del.c.issue_id == issue_id, t_del.c.batch_id == batch_id, t_del.c.state == "in_flight",
+                    t_del.c.subscriber_id.in_(gone[i:i + 1000])).values(
+                    state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
+    return Claim(batch_id=batch_id, batch_no=batch_no, found=found, rows=tuple(rows), suppressed=tuple(gone))
 
 
 def post(engine: Engine, issue_id: int, *, finished: Finished | None, posting: Claim | None,
-         at: datetime) -> dict[str, int]:
+         at: datetime) -> tuple[dict[str, int], bool]:
     """In one transaction: record ``finished`` and note that ``posting`` is about to go to the backend. A sender
     calls this between batches, so at most one of its batches is ever posted and unrecorded: the in-flight batch
-    of invariant 1. Returns what was recorded, by state."""
+    of invariant 1. Returns (what was recorded, by state; whether ``finished`` still needs ``settle``).
+
+    When the backend took the whole of ``finished`` alike (the usual case), only its marker records that, and the
+    thousand rows follow later in ``settle``, off the path between two requests.
+    """
+    deferred = False
     with engine.begin() as conn:
-        done = _record(conn, issue_id, finished, at=at) if finished is not None else {}
+        done: dict[str, int] = {}
+        if finished is not None:
+            status = _all_sent(finished)
+            if status is not None and conn.execute(update(t_posts).where(
+                    t_posts.c.issue_id == issue_id, t_posts.c.batch_id == finished.batch_id,
+                    t_posts.c.outcome.is_(None)).values(
+                    outcome="sent", provider_status=status[0], finished_at=at)).rowcount:
+                done, deferred = {"sent": status[1]}, True
+            else:
+                done = _record(conn, issue_id, finished, at=at)
         if posting is not None and posting.found:
-            conn.execute(insert(t_posts).values(issue_id=issue_id, batch_id=posting.batch_id, posted_at=at))
-        return done
+            conn.execute(insert(t_posts).values(issue_id=issue_id, batch_id=posting.batch_id,
+                                                batch_no=posting.batch_no, posted_at=at))
+        return done, deferred
+
+
+def _all_sent(finished: Finished) -> tuple[str | None, int] | None:
+    """(provider status, how many) when every outcome is a plain "sent" with one status; else None."""
+    outcomes = finished.outcomes
+    if not outcomes:
+        return None
+    status = outcomes[0].provider_status
+    for o in outcomes:
+        if o.state != "sent" or o.reason is not None or o.provider_status != status:
+            return None
+    return status, len(outcomes)
+
+
+def settle(engine: Engine | Connection, issue_id: int, batch_ids: Sequence[str] | None = None) -> int:
+    """Bring the rows of batches whose marker says "sent" in line with it, and drop those markers: the given
+    batches, or every such batch of the issue (recovery, end of a send). Returns how many rows changed."""
+    if isinstance(engine, Engine):
+        with engine.begin() as conn:
+            return settle(conn, issue_id, batch_ids)
+    conn = engine
+    query = select(t_posts.c.batch_id, t_posts.c.batch_no, t_posts.c.provider_status, t_posts.c.finished_at).where(
+        t_posts.c.issue_id == issue_id, t_posts.c.outcome == "sent")
+    if batch_ids is not None:
+        if not batch_ids:
+            return 0
+        query = query.where(t_posts.c.batch_id.in_(list(batch_ids)))
+    changed = 0
+    for batch_id, batch_no, status, finished_at in conn.execute(query).all():
+        changed += conn.execute(update(t_del).where(
+            t_del.c.issue_id == issue_id, t_del.c.batch_no == batch_no, t_del.c.batch_id == batch_id,
+            t_del.c.state == "in_flight").values(
+            state="sent", sent_at=finished_at, provider_status=status, reason=None)).rowcount
+        conn.execute(delete(t_posts).where(t_posts.c.issue_id == issue_id, t_posts.c.batch_id == batch_id))
+    return changed
 
 
 def release(engine: Engine, issue_id: int, claim: Claim) -> int:
@@ -297,23 +363,12 @@ def release(engine: Engine, issue_id: int, claim: Claim) -> int:
             state="pending", batch_id=None, claimed_by=None, claimed_at=None, attempts=t_del.c.attempts - 1)).rowcount
 
 
-def _claim(conn: Connection, issue_id: int, batch_no: int, batch_id: str, *, limit: int, worker_id: str,
-           at: datetime, mailable_at: datetime) -> Claim:
+def _take(conn: Connection, issue_id: int, batch_no: int, batch_id: str, *, limit: int, worker_id: str,
+          at: datetime) -> int:
+    """Mark up to ``limit`` pending rows of one batch in flight under ``batch_id``; returns how many."""
     values = {"issue_id": issue_id, "batch_no": batch_no, "limit": limit, "worker": worker_id, "at": at,
               "batch_id": batch_id}
-    stmt = _CLAIM_PG if conn.dialect.name == "postgresql" else _CLAIM_SQLITE
-    empty = Claim(batch_id=batch_id, batch_no=batch_no, found=(), rows=(), suppressed=())
-    if not conn.execute(stmt, values).rowcount:
-        return empty
-    found = _normalise(conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_no": batch_no, "batch_id": batch_id,
-                                                "when": mailable_at}))
-    rows, gone = mailable_rows(found)
-    if gone:
-        for i in range(0, len(gone), 1000):
-            conn.execute(update(t_del)
-                         .where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(gone[i:i + 1000]))
-                         .values(state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
-    return Claim(batch_id=batch_id, batch_no=batch_no, found=found, rows=tuple(rows), suppressed=tuple(gone))
+    return conn.execute(_CLAIM_PG if conn.dialect.name == "postgresql" else _CLAIM_SQLITE, values).rowcount
 
 
 def finish(engine: Engine, issue_id: int, finished: Finished, *, at: datetime) -> dict[str, int]:
@@ -359,6 +414,7 @@ def recover_stale(engine: Engine, issue_id: int, *, older_than: datetime,
     says the claimer has died. Rows of a batch that was posted are marked as possible duplicates; rows of a claim
     never posted went nowhere and are not. Returns how many rows went back."""
     with engine.begin() as conn:
+        settle(conn, issue_id)  # batches known to have gone out whole: their rows are sent, not in doubt
         rows = conn.execute(select(t_del.c.subscriber_id, t_del.c.batch_id, t_del.c.claimed_by, t_del.c.claimed_at)
                             .where(t_del.c.issue_id == issue_id, t_del.c.state == "in_flight")).all()
         posted = set(conn.execute(select(t_posts.c.batch_id).where(t_posts.c.issue_id == issue_id)).scalars())
@@ -377,7 +433,8 @@ def recover_stale(engine: Engine, issue_id: int, *, older_than: datetime,
         if rows:  # markers of batches with nothing left in flight have served
             still = select(t_del.c.batch_id).where(t_del.c.issue_id == issue_id, t_del.c.state == "in_flight",
                                                    t_del.c.batch_id.is_not(None))
-            conn.execute(delete(t_posts).where(t_posts.c.issue_id == issue_id, t_posts.c.batch_id.not_in(still)))
+            conn.execute(delete(t_posts).where(t_posts.c.issue_id == issue_id, t_posts.c.outcome.is_(None),
+                                               t_posts.c.batch_id.not_in(still)))
     return len(stale[True]) + len(stale[False])
 
 
@@ -427,15 +484,23 @@ def pending_variants(engine: Engine, issue_id: int) -> list[str]:
 
 
 def counts(engine: Engine | Connection, issue_id: int) -> dict[str, int]:
-    """Rows per state (every state present, zeros included), plus ``possible_duplicate``."""
-    query = select(t_del.c.state, func.count()).where(t_del.c.issue_id == issue_id).group_by(t_del.c.state)
-    dup = select(func.count()).where(t_del.c.issue_id == issue_id, t_del.c.possible_duplicate.is_(True))
-    if isinstance(engine, Connection):
-        found, dups = dict(engine.execute(query).all()), engine.execute(dup).scalar_one()
-    else:
+    """Rows per state (every state present, zeros included), plus ``possible_duplicate``. Rows of a batch whose
+    marker already says "sent" (not yet settled) count as sent."""
+    if isinstance(engine, Engine):
         with engine.connect() as conn:
-            found, dups = dict(conn.execute(query).all()), conn.execute(dup).scalar_one()
+            return counts(conn, issue_id)
+    conn = engine
+    found = dict(conn.execute(select(t_del.c.state, func.count()).where(t_del.c.issue_id == issue_id)
+                              .group_by(t_del.c.state)).all())
+    dups = conn.execute(select(func.count()).where(t_del.c.issue_id == issue_id,
+                                                   t_del.c.possible_duplicate.is_(True))).scalar_one()
+    settled = conn.execute(select(func.count()).select_from(t_del.join(t_posts, and_(
+        t_posts.c.issue_id == t_del.c.issue_id, t_posts.c.batch_no == t_del.c.batch_no,
+        t_posts.c.batch_id == t_del.c.batch_id))).where(
+        t_del.c.issue_id == issue_id, t_del.c.state == "in_flight", t_posts.c.outcome == "sent")).scalar_one()
     out = {s: int(found.get(s, 0)) for s in STATES}
+    out["sent"] += settled
+    out["in_flight"] -= settled
     out["possible_duplicate"] = int(dups)
     return out
 

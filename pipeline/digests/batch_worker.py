@@ -38,6 +38,13 @@ def _prepare(batch_id: str, groups: Sequence[Group]) -> list:
     return out
 
 
+def _usage() -> tuple[int, float]:
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_maxrss, own.ru_utime + own.ru_stime
+
+
 class BatchWorker:
     """One worker process; ``submit`` returns a Future of one prepared payload per group, in order."""
 
@@ -56,6 +63,11 @@ class BatchWorker:
                             [(r.subscriber_id, r.email, r.token_version) for r in rows]))
             self._known.add(key)
         return self._pool.submit(_prepare, batch_id, payload)
+
+    def usage(self) -> tuple[float, float]:
+        """The worker's peak resident memory (MB) and CPU seconds so far (benchmarks report them)."""
+        peak_kb, cpu = self._pool.submit(_usage).result(timeout=30)
+        return peak_kb / 1024, cpu
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

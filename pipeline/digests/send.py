@@ -10,7 +10,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -133,7 +133,7 @@ class _BatchSender:
         rows, _gone = ledger.mailable_rows(found)
         by_variant: dict[str, list[ledger.ClaimedRow]] = {}
         for row in rows:
-            by_variant.setdefault(self.plan.assignments.get(row.subscriber_id, row.variant), []).append(row)
+            by_variant.setdefault(row.variant, []).append(row)
         todo, decided = [], []
         for key, members in by_variant.items():
             if key not in self.plan.variants:  # planned by a concurrent run with other content: retry next run
@@ -204,13 +204,14 @@ class _BatchSender:
             self.worker = None
 
 
-def _quietly(action: Callable[[], object], issue_id: int, claim: ledger.Claim) -> None:
+def _quietly(action: Callable[[], object], issue_id: int, claim: ledger.Claim | None) -> None:
     """Tidy up a batch while stopping, if we can. If not, recovery will (and flag it, if it was posted)."""
     try:
         action()
     except BaseException:  # noqa: BLE001
         log.warning("could not tidy up a batch while stopping; a later run recovers it",
-                    extra={"action": "digest_batch_unrecorded", "issue_id": issue_id, "batch_id": claim.batch_id})
+                    extra={"action": "digest_batch_unrecorded", "issue_id": issue_id,
+                           "batch_id": claim.batch_id if claim is not None else None})
 
 
 def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, library: Library,
@@ -269,6 +270,10 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         todo = ledger.open_rows(engine, issue_id)
         plan = plan_issue(library, digest, job, at=at, subscribers=_readers_by_id(engine, sorted(todo)))
         _, skipped_empty = ledger.reconcile(engine, issue_id, plan.assignments)
+    # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop the
+    # plan's own map of a million subscribers instead of carrying it through the send.
+    plan = replace(plan, assignments={})
+    planned.clear()
     before = ledger.counts(engine, issue_id)
     log.info("digest issue opened", extra={"action": "digest_issue_opened", "digest": name, "issue_id": issue_id,
                                             "issue_created": created, "recipients": sum(before[s] for s in ledger.STATES)})
@@ -299,20 +304,40 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         sender.start_worker(settings, digest)
     ahead = 2 if sender.worker is not None else 1  # claims prepared ahead of the one on the wire
     cursor = (-1, -1)
-    upcoming: deque[tuple[ledger.Claim, Callable[[], _Prepared]]] = deque()
+    upcoming: deque[Future] = deque()  # of (claim, its prepared batch when ready) or None: nothing left
+    to_settle: deque[str] = deque()  # batches recorded by their marker alone, for the claiming thread to settle
+    exhausted = False
+
+    def claim_one() -> tuple[ledger.Claim, Callable[[], _Prepared]] | None:
+        # On the claiming thread, one claim after another: a claim's database round trips overlap the
+        # recording of the last batch and the sending of the one on the wire.
+        nonlocal cursor
+        done_batches = []
+        while to_settle:
+            done_batches.append(to_settle.popleft())
+        claim = ledger.claim_next(engine, issue_id, cursor, limit=limit, worker_id=worker_id, at=clock(),
+                                  mailable_at=at, settle_first=done_batches)
+        if claim is None:
+            return None
+        cursor = (claim.batch_no, claim.found[-1][0])
+        return claim, sender.start(claim)
 
     def claim_ahead() -> None:
-        nonlocal cursor
-        while len(upcoming) < ahead:
-            claim = ledger.claim_next(engine, issue_id, cursor, limit=limit, worker_id=worker_id, at=clock(),
-                                      mailable_at=at)
-            if claim is None:
-                return
-            cursor = (claim.batch_no, claim.found[-1][0])
-            upcoming.append((claim, sender.start(claim)))
+        while not exhausted and len(upcoming) < ahead:
+            upcoming.append(claiming.submit(claim_one))
+
+    def next_claim():
+        nonlocal exhausted
+        while upcoming:
+            got = upcoming.popleft().result()
+            if got is not None:
+                return got
+            exhausted = True
+        return None
 
     inflight: tuple[ledger.Claim, _Prepared, Future] | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-send") as pool:
+    with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-send") as sending,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-claim") as claiming):
         try:
             claim_ahead()
             while upcoming or inflight is not None:
@@ -320,19 +345,22 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 if inflight is not None:
                     finished = ledger.Finished(batch_no=inflight[0].batch_no, batch_id=inflight[0].batch_id,
                                                outcomes=inflight[2].result())
-                nxt = upcoming.popleft() if upcoming else None
+                nxt = next_claim()
                 prepared = nxt[1]() if nxt is not None else None
-                done = ledger.post(engine, issue_id, finished=finished, at=clock(),
-                                   posting=nxt[0] if nxt is not None else None)
+                done, deferred = ledger.post(engine, issue_id, finished=finished, at=clock(),
+                                             posting=nxt[0] if nxt is not None else None)
+                if deferred:  # its rows are brought in line on the claiming thread, with its next claim
+                    to_settle.append(finished.batch_id)
                 if inflight is not None:
                     recorded(done, inflight[0], len(inflight[1].groups))
                     inflight = None
                 if nxt is not None:
-                    inflight = (nxt[0], prepared, pool.submit(sender.deliver, prepared))
+                    inflight = (nxt[0], prepared, sending.submit(sender.deliver, prepared))
                 claim_ahead()
         except BaseException:
-            for claim, _ in upcoming:  # claimed, never posted: back to pending, unflagged
-                _quietly(lambda claim=claim: ledger.release(engine, issue_id, claim), issue_id, claim)
+            for future in upcoming:  # claimed, never posted: back to pending, unflagged
+                _quietly(lambda future=future: future.result() and ledger.release(
+                    engine, issue_id, future.result()[0]), issue_id, None)
             if inflight is not None:  # record what already went out, so a re-run does not flag it
                 claim, _prepared, future = inflight
                 _quietly(lambda: ledger.finish(engine, issue_id, ledger.Finished(
@@ -341,6 +369,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
             raise
         finally:
             sender.close()
+            claiming.shutdown(wait=True)
+            _quietly(lambda: ledger.settle(engine, issue_id, list(to_settle)), issue_id, None)
     complete = ledger.complete_if_done(engine, issue_id, at=clock())
     after = ledger.counts(engine, issue_id)
     if write_archive:

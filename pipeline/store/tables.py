@@ -125,13 +125,18 @@ deliveries = Table(
 )
 Index("ix_deliveries_issue_batch", deliveries.c.issue_id, deliveries.c.batch_no, deliveries.c.subscriber_id)
 
-# A claimed batch whose sending has started and whose outcome is not yet recorded: after a crash, its rows are the
-# possible duplicates. A claim never posted went nowhere.
+# A claimed batch whose sending has started. Until ``outcome`` is set, after a crash its rows are the possible
+# duplicates (a claim never posted went nowhere). When the backend took the whole batch, ``outcome`` records it in
+# one row, and the batch's own rows are brought in line afterwards (ledger.settle), off the sending path.
 delivery_posts = Table(
     "delivery_posts", metadata,
     Column("issue_id", Integer, primary_key=True),
     Column("batch_id", String(64), primary_key=True),
+    Column("batch_no", Integer, nullable=False),
     Column("posted_at", UTC_DT, nullable=False),
+    Column("outcome", String(20)),  # None while posting; "sent" once the backend took every row of it
+    Column("provider_status", String(40)),
+    Column("finished_at", UTC_DT),
 )
 
 webhook_events = Table(

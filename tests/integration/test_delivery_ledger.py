@@ -57,8 +57,14 @@ def test_a_batch_larger_than_the_limit_is_claimed_a_limit_at_a_time(engine):
         cursor = (claim.batch_no, claim.found[-1][0])
     ledger.post(engine, issue_id, finished=finished, posting=None, at=AT)
     assert claims == [10, 10, 5]
+    # Each batch the backend took whole is recorded by its marker at once, and its rows are settled later.
+    with engine.connect() as conn:
+        assert {r.outcome for r in conn.execute(select(delivery_posts))} == {"sent"}
+    assert ledger.settle(engine, issue_id) == 25
     assert {r.state for r in rows(engine, issue_id).values()} == {"sent"}
     assert ledger.counts(engine, issue_id)["sent"] == 25
+    with engine.connect() as conn:
+        assert conn.execute(select(delivery_posts)).all() == []
 
 
 def test_recovery_flags_the_posted_batch_only(engine):
@@ -77,6 +83,44 @@ def test_recovery_flags_the_posted_batch_only(engine):
     got = rows(engine, issue_id)
     assert {sid for sid, r in got.items() if r.possible_duplicate} == {r.subscriber_id for r in posted.rows}
     assert {r.state for r in got.values()} == {"pending"}
+    with engine.connect() as conn:
+        assert conn.execute(select(delivery_posts)).all() == []
+
+
+def test_after_a_crash_a_batch_recorded_by_its_marker_is_sent_not_resent(engine):
+    ids = add_subscribers(engine, 20)
+    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    first = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="host:1:dead", at=AT)
+    ledger.post(engine, issue_id, finished=None, posting=first, at=AT)
+    second = ledger.claim_next(engine, issue_id, (first.batch_no, ledger.END_OF_BATCH), limit=10,
+                               worker_id="host:1:dead", at=AT)
+    done, deferred = ledger.post(engine, issue_id, finished=sent(first), posting=second, at=AT)
+    assert deferred and done == {"sent": 10}
+    assert {k: v for k, v in ledger.counts(engine, issue_id).items() if v} == {"sent": 10, "in_flight": 10}
+    # The sender dies here: the first batch's rows are still in flight, the second batch is on the wire.
+    assert ledger.recover_stale(engine, issue_id, older_than=AT + timedelta(minutes=1)) == 10
+    got = rows(engine, issue_id)
+    assert {got[r.subscriber_id].state for r in first.rows} == {"sent"}
+    assert not any(got[r.subscriber_id].possible_duplicate for r in first.rows)
+    assert {(got[r.subscriber_id].state, got[r.subscriber_id].possible_duplicate) for r in second.rows} == {
+        ("pending", True)}
+
+
+def test_mixed_outcomes_are_recorded_row_by_row_at_once(engine):
+    ids = add_subscribers(engine, 3)
+    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    ledger.post(engine, issue_id, finished=None, posting=claim, at=AT)
+    outcomes = [Outcome(subscriber_id=ids[0], state="sent", provider_status="202"),
+                Outcome(subscriber_id=ids[1], state="failed", reason="substitutions too long"),
+                Outcome(subscriber_id=ids[2], state="unknown", reason="timeout")]
+    done, deferred = ledger.post(engine, issue_id, at=AT, posting=None, finished=ledger.Finished(
+        batch_no=claim.batch_no, batch_id=claim.batch_id, outcomes=outcomes))
+    assert not deferred and done == {"sent": 1, "failed": 1, "unknown": 1}
+    got = rows(engine, issue_id)
+    assert [got[i].state for i in ids] == ["sent", "failed", "unknown"]
     with engine.connect() as conn:
         assert conn.execute(select(delivery_posts)).all() == []
 

@@ -8,6 +8,7 @@ values are strings and carry no address) and answers 202, or whatever status was
 from __future__ import annotations
 
 import json
+import resource
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -99,6 +100,11 @@ def _personalization_problems(i: int, p: dict, top_subject) -> list[str]:
     return out
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _headers_problems(where: str, headers: dict) -> list[str]:
     out: list[str] = []
     for k, v in headers.items():
@@ -125,6 +131,7 @@ class Sink:
     auth: list[str] = field(default_factory=list)
     delay: float = 0.0  # seconds to wait before answering each accepted request (crash tests)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cpu_at_reset: float = 0.0  # the sink process's CPU seconds at the last reset (benchmarks report the difference)
 
     def cue(self, status: int, headers: dict | None = None, *, times: int = 1, delay: float = 0.0) -> None:
         for _ in range(times):
@@ -143,12 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/stats":
             with sink.lock:
                 dup = sum(1 for n in sink.per_recipient.values() if n > 1)
-                stats = {"requests": sink.requests, "accepted": sink.accepted, "recipients": sink.recipients,
+                stats = {"cpu_s": round(_cpu() - sink.cpu_at_reset, 2),
+                         "requests": sink.requests, "accepted": sink.accepted, "recipients": sink.recipients,
                          "distinct": len(sink.per_recipient), "duplicated": dup, "problems": sink.problems[:20]}
             return self._answer(200, stats)
         if self.path == "/reset":
             with sink.lock:
                 sink.requests = sink.accepted = sink.recipients = 0
+                sink.cpu_at_reset = _cpu()
                 sink.per_recipient.clear()
                 sink.problems.clear()
                 sink.bodies.clear()

@@ -18,7 +18,11 @@ def upgrade() -> None:
         "delivery_posts",
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("batch_id", sa.String(length=64), nullable=False),
+        sa.Column("batch_no", sa.Integer(), nullable=False),
         sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("outcome", sa.String(length=20), nullable=True),
+        sa.Column("provider_status", sa.String(length=40), nullable=True),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("issue_id", "batch_id", name=op.f("pk_delivery_posts")),
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
