@@ -305,18 +305,15 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     ahead = 2 if sender.worker is not None else 1  # claims prepared ahead of the one on the wire
     cursor = (-1, -1)
     upcoming: deque[Future] = deque()  # of (claim, its prepared batch when ready) or None: nothing left
-    to_settle: deque[str] = deque()  # batches recorded by their marker alone, for the claiming thread to settle
+    to_settle: deque[str] = deque()  # batches recorded by their marker alone, their rows not yet brought in line
     exhausted = False
 
     def claim_one() -> tuple[ledger.Claim, Callable[[], _Prepared]] | None:
         # On the claiming thread, one claim after another: a claim's database round trips overlap the
         # recording of the last batch and the sending of the one on the wire.
         nonlocal cursor
-        done_batches = []
-        while to_settle:
-            done_batches.append(to_settle.popleft())
         claim = ledger.claim_next(engine, issue_id, cursor, limit=limit, worker_id=worker_id, at=clock(),
-                                  mailable_at=at, settle_first=done_batches)
+                                  mailable_at=at)
         if claim is None:
             return None
         cursor = (claim.batch_no, claim.found[-1][0])
@@ -349,7 +346,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 prepared = nxt[1]() if nxt is not None else None
                 done, deferred = ledger.post(engine, issue_id, finished=finished, at=clock(),
                                              posting=nxt[0] if nxt is not None else None)
-                if deferred:  # its rows are brought in line on the claiming thread, with its next claim
+                if deferred:  # its rows are brought in line below, while the next batch is on the wire
                     to_settle.append(finished.batch_id)
                 if inflight is not None:
                     recorded(done, inflight[0], len(inflight[1].groups))
@@ -357,6 +354,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 if nxt is not None:
                     inflight = (nxt[0], prepared, sending.submit(sender.deliver, prepared))
                 claim_ahead()
+                if to_settle:
+                    ledger.settle(engine, issue_id, [to_settle.popleft()])
         except BaseException:
             for future in upcoming:  # claimed, never posted: back to pending, unflagged
                 _quietly(lambda future=future: future.result() and ledger.release(
