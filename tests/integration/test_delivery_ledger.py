@@ -25,6 +25,23 @@ def rows(engine, issue_id):
         return {r.subscriber_id: r for r in conn.execute(select(deliveries).where(deliveries.c.issue_id == issue_id))}
 
 
+def planned(engine, n: int) -> tuple[list[int], int]:
+    """n subscribers and an issue of them all, in batches of 10."""
+    ids = add_subscribers(engine, n)
+    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    return ids, issue_id
+
+
+def post_one_claim_next(engine, issue_id: int) -> tuple[ledger.Claim, ledger.Claim]:
+    """A sender (on this host, since gone) posts its first batch and claims the next one ahead."""
+    first = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="host:1:dead", at=AT)
+    ledger.post(engine, issue_id, finished=None, posting=first, at=AT)
+    second = ledger.claim_next(engine, issue_id, (first.batch_no, ledger.END_OF_BATCH), limit=10,
+                               worker_id="host:1:dead", at=AT)
+    return first, second
+
+
 def sent(claim: ledger.Claim) -> ledger.Finished:
     return ledger.Finished(batch_no=claim.batch_no, batch_id=claim.batch_id,
                            outcomes=[Outcome(subscriber_id=r.subscriber_id, state="sent") for r in claim.rows])
@@ -68,13 +85,8 @@ def test_a_batch_larger_than_the_limit_is_claimed_a_limit_at_a_time(engine):
 
 
 def test_recovery_flags_the_posted_batch_only(engine):
-    ids = add_subscribers(engine, 30)
-    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
-                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
-    posted = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="host:1:dead", at=AT)
-    ledger.post(engine, issue_id, finished=None, posting=posted, at=AT)
-    ahead = ledger.claim_next(engine, issue_id, (posted.batch_no, ledger.END_OF_BATCH), limit=10,
-                              worker_id="host:1:dead", at=AT)
+    _ids, issue_id = planned(engine, 30)
+    posted, ahead = post_one_claim_next(engine, issue_id)
     assert ahead.batch_no == posted.batch_no + 1
     assert ledger.counts(engine, issue_id)["in_flight"] == 20
 
@@ -88,13 +100,8 @@ def test_recovery_flags_the_posted_batch_only(engine):
 
 
 def test_after_a_crash_a_batch_recorded_by_its_marker_is_sent_not_resent(engine):
-    ids = add_subscribers(engine, 20)
-    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
-                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
-    first = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="host:1:dead", at=AT)
-    ledger.post(engine, issue_id, finished=None, posting=first, at=AT)
-    second = ledger.claim_next(engine, issue_id, (first.batch_no, ledger.END_OF_BATCH), limit=10,
-                               worker_id="host:1:dead", at=AT)
+    _ids, issue_id = planned(engine, 20)
+    first, second = post_one_claim_next(engine, issue_id)
     done, deferred = ledger.post(engine, issue_id, finished=sent(first), posting=second, at=AT)
     assert deferred and done == {"sent": 10}
     assert {k: v for k, v in ledger.counts(engine, issue_id).items() if v} == {"sent": 10, "in_flight": 10}
@@ -108,9 +115,7 @@ def test_after_a_crash_a_batch_recorded_by_its_marker_is_sent_not_resent(engine)
 
 
 def test_mixed_outcomes_are_recorded_row_by_row_at_once(engine):
-    ids = add_subscribers(engine, 3)
-    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
-                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    ids, issue_id = planned(engine, 3)
     claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
     ledger.post(engine, issue_id, finished=None, posting=claim, at=AT)
     outcomes = [Outcome(subscriber_id=ids[0], state="sent", provider_status="202"),
@@ -126,9 +131,7 @@ def test_mixed_outcomes_are_recorded_row_by_row_at_once(engine):
 
 
 def test_a_claim_given_back_is_pending_as_before(engine):
-    ids = add_subscribers(engine, 4)
-    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
-                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    ids, issue_id = planned(engine, 4)
     claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
     assert ledger.release(engine, issue_id, claim) == 4
     got = rows(engine, issue_id)
@@ -136,9 +139,7 @@ def test_a_claim_given_back_is_pending_as_before(engine):
 
 
 def test_a_claim_suppresses_whoever_stopped_being_mailable(engine):
-    ids = add_subscribers(engine, 3)
-    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
-                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
+    ids, issue_id = planned(engine, 3)
     with engine.begin() as conn:
         repository.suppress(conn, email=f"READER{ids[0]}@example.org", reason="bounce", at=AT)
     claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
