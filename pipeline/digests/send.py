@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pipeline.content.model import Library
-from pipeline.delivery import ledger
+from pipeline.delivery import ledger, recovery
 from pipeline.delivery.backend import Backend, Outcome, Recipient, RenderedVariant
 from pipeline.digests import archive
 from pipeline.digests.batch_worker import BatchWorker
@@ -246,7 +246,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                           articles=len(plan.articles), skipped_empty=plan.skipped_empty,
                           already_sent=found.get("sent", 0), counts=found)
 
-    worker_id = worker_id or ledger.new_worker_id()
+    worker_id = worker_id or recovery.new_worker_id()
     planned: dict[str, IssuePlan] = {}
 
     def plan_recipients(conn) -> dict[int, str]:
@@ -263,13 +263,13 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         plan = planned["plan"]
         skipped_empty = plan.skipped_empty
     else:
-        recovered = ledger.recover_stale(engine, issue_id, older_than=clock() - stale_after,
-                                         is_gone=ledger.claimer_is_gone)
-        ledger.requeue_failed(engine, issue_id, max_attempts=MAX_ATTEMPTS)
+        recovered = recovery.recover_stale(engine, issue_id, older_than=clock() - stale_after,
+                                         is_gone=recovery.claimer_is_gone)
+        recovery.requeue_failed(engine, issue_id, max_attempts=MAX_ATTEMPTS)
         # Re-plan for the fixed recipients only: content or their topics may have changed since.
-        todo = ledger.open_rows(engine, issue_id)
+        todo = recovery.open_rows(engine, issue_id)
         plan = plan_issue(library, digest, job, at=at, subscribers=_readers_by_id(engine, sorted(todo)))
-        _, skipped_empty = ledger.reconcile(engine, issue_id, plan.assignments)
+        _, skipped_empty = recovery.reconcile(engine, issue_id, plan.assignments)
     # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop the
     # plan's own map of a million subscribers instead of carrying it through the send.
     plan = replace(plan, assignments={})

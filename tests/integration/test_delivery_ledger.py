@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from pipeline.delivery import ledger
+from pipeline.delivery import ledger, recovery
 from pipeline.delivery.backend import Outcome
 from pipeline.delivery.sendgrid import SendGridBackend
 from pipeline.digests.send import send_digest
@@ -90,7 +90,7 @@ def test_recovery_flags_the_posted_batch_only(engine):
     assert ahead.batch_no == posted.batch_no + 1
     assert ledger.counts(engine, issue_id)["in_flight"] == 20
 
-    back = ledger.recover_stale(engine, issue_id, older_than=AT + timedelta(minutes=1))
+    back = recovery.recover_stale(engine, issue_id, older_than=AT + timedelta(minutes=1))
     assert back == 20
     got = rows(engine, issue_id)
     assert {sid for sid, r in got.items() if r.possible_duplicate} == {r.subscriber_id for r in posted.rows}
@@ -106,7 +106,7 @@ def test_after_a_crash_a_batch_recorded_by_its_marker_is_sent_not_resent(engine)
     assert deferred and done == {"sent": 10}
     assert {k: v for k, v in ledger.counts(engine, issue_id).items() if v} == {"sent": 10, "in_flight": 10}
     # The sender dies here: the first batch's rows are still in flight, the second batch is on the wire.
-    assert ledger.recover_stale(engine, issue_id, older_than=AT + timedelta(minutes=1)) == 10
+    assert recovery.recover_stale(engine, issue_id, older_than=AT + timedelta(minutes=1)) == 10
     got = rows(engine, issue_id)
     assert {got[r.subscriber_id].state for r in first.rows} == {"sent"}
     assert not any(got[r.subscriber_id].possible_duplicate for r in first.rows)
