@@ -163,7 +163,7 @@ def time_phases() -> dict[str, float]:
     import concurrent.futures
     import functools
 
-    from pipeline.delivery import ledger
+    from pipeline.delivery import ledger, recovery
     from pipeline.digests import send
 
     totals: dict[str, float] = {}
@@ -180,8 +180,9 @@ def time_phases() -> dict[str, float]:
                 totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
         setattr(owner, name, timed)
 
-    for name in ("open_issue", "claim_next", "post", "counts", "complete_if_done", "recover_stale"):
+    for name in ("open_issue", "claim_next", "post", "settle", "counts", "complete_if_done"):
         wrap(ledger, name, name)
+    wrap(recovery, "recover_stale", "recover_stale")
     wrap(send._BatchSender, "build", "build")
     wrap(send._BatchSender, "deliver", "deliver")
     wrap(concurrent.futures.Future, "result", "wait (any thread)")

@@ -44,9 +44,8 @@ class ClaimedRow(NamedTuple):  # a thousand a batch: a tuple is built several ti
     possible_duplicate: bool
 
 
-# What a read of a batch gives, claimed or not: (subscriber_id, variant, possible_duplicate, email, token_version,
-# mailable). A sender prepares a batch from a read before claiming it, and keeps that work only if the claim
-# returns the very same rows.
+# A claimed batch as read with its contacts: (subscriber_id, variant, possible_duplicate, email, token_version,
+# mailable), in subscriber order.
 BatchRows = tuple[tuple, ...]
 
 
@@ -177,24 +176,20 @@ _NEXT_BATCH = (select(t_del.c.batch_no)
 END_OF_BATCH = 2**31 - 1  # a subscriber id past every other: (n, END_OF_BATCH) is "after all of batch n"
 
 
-def _mailable(when_param: str = "when"):
-    # Still mailable: confirmed, not suppressed, not paused (the same test as the eligible query).
-    return case((and_(t_sub.c.status == "confirmed", t_sup.c.email_key.is_(None),
-                      or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= bindparam(when_param, type_=UTC_DT))),
-                 1), else_=0).label("mailable")
-
-
-def _batch_read(*conditions):
-    return (select(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate, t_sub.c.email,
-                   t_sub.c.token_version, _mailable())
-            .select_from(t_del)
-            .outerjoin(t_sub, t_sub.c.id == t_del.c.subscriber_id)
-            .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
-            .where(t_del.c.issue_id == bindparam("issue_id"), t_del.c.batch_no == bindparam("batch_no"), *conditions)
-            .order_by(t_del.c.subscriber_id))
-
-
-_CLAIMED = _batch_read(t_del.c.state == "in_flight", t_del.c.batch_id == bindparam("batch_id"))
+# The claimed rows with their contacts and whether each is still mailable: confirmed, not suppressed, not paused
+# (the same test as the eligible query).
+_CLAIMED = (
+    select(t_del.c.subscriber_id, t_del.c.variant, t_del.c.possible_duplicate, t_sub.c.email, t_sub.c.token_version,
+           case((and_(t_sub.c.status == "confirmed", t_sup.c.email_key.is_(None),
+                      or_(t_sub.c.paused_until.is_(None), t_sub.c.paused_until <= bindparam("when", type_=UTC_DT))),
+                 1), else_=0).label("mailable"))
+    .select_from(t_del)
+    .outerjoin(t_sub, t_sub.c.id == t_del.c.subscriber_id)
+    .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key)
+    .where(t_del.c.issue_id == bindparam("issue_id"), t_del.c.batch_no == bindparam("batch_no"),
+           t_del.c.state == "in_flight", t_del.c.batch_id == bindparam("batch_id"))
+    .order_by(t_del.c.subscriber_id)
+)
 
 
 # The claim, by physical row id: cheaper than joining the picked rows back through the primary key. On PostgreSQL
@@ -212,8 +207,8 @@ _CLAIM_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_CLAIM_PI
 
 
 def _normalise(result) -> BatchRows:
-    # The driver's own tuples, without building SQLAlchemy rows: a thousand rows a batch, read twice. Only ever
-    # compared with another read on the same database, and mailable_rows reads the flags as truth values.
+    # The driver's own tuples, without building SQLAlchemy rows: a thousand a batch. mailable_rows reads the
+    # flags as truth values, whatever type the driver gives them.
     try:
         return tuple(result.cursor.fetchall())
     finally:
@@ -225,8 +220,8 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
     """Claim up to ``limit`` pending rows of the next batch after position ``after`` = (batch_no, subscriber_id),
     or else of the first one from the start (rows recovered or requeued behind us). None when none is left.
 
-    Rows whose subscriber has since unsubscribed, been suppressed or paused become ``suppressed`` in the same
-    transaction (invariant 2). The claim is not yet "posted": until ``post`` records that its sending starts, a
+    Rows whose subscriber has since unsubscribed, been suppressed or paused become ``suppressed`` right after the
+    claim, before the batch can be posted (invariant 2). The claim is not yet "posted": until ``post`` records that its sending starts, a
     crash leaves its rows to go back to pending without a duplicate flag, since nothing of it went out.
     """
     batch_id = uuid.uuid4().hex[:16]
@@ -379,12 +374,6 @@ def _record(conn: Connection, issue_id: int, finished: Finished, *, at: datetime
             result = conn.execute(stmt, {"ids": ids[i:i + 1000]})
             done[state] = done.get(state, 0) + max(result.rowcount, 0)
     return done
-
-
-def pending_variants(engine: Engine, issue_id: int) -> list[str]:
-    with engine.connect() as conn:
-        return sorted(conn.execute(select(t_del.c.variant).distinct().where(
-            t_del.c.issue_id == issue_id, t_del.c.state == "pending")).scalars())
 
 
 def counts(engine: Engine | Connection, issue_id: int) -> dict[str, int]:

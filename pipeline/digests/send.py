@@ -106,14 +106,6 @@ class _Group:
     outcomes: list[Outcome]  # decided without sending (variant not in this run's plan)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Prepared:
-    batch_no: int
-    batch_id: str
-    found: ledger.BatchRows
-    groups: list[_Group]
-
-
 class _BatchSender:
     """Turns a batch's rows into backend work: one group per variant, rendered once per variant. With a worker
     process, the links and requests of a batch are built there while this process goes on."""
@@ -146,42 +138,41 @@ class _BatchSender:
             todo.append((key, members))
         return todo, decided
 
-    def build(self, batch_no: int, batch_id: str, found: ledger.BatchRows) -> _Prepared:
-        todo, groups = self._groups(found)
+    def build(self, claim: ledger.Claim) -> list[_Group]:
+        todo, groups = self._groups(claim.found)
         build = self.builder.build
         for key, members in todo:
             recipients = [build(r.subscriber_id, r.email, r.token_version) for r in members]
-            payload = (self._prepare(self.meta, self.rendered[key], recipients, batch_id)
+            payload = (self._prepare(self.meta, self.rendered[key], recipients, claim.batch_id)
                        if self._prepare is not None else None)
             groups.append(_Group(key=key, ids=[r.subscriber_id for r in members], recipients=recipients,
                                  payload=payload, outcomes=[]))
-        return _Prepared(batch_no=batch_no, batch_id=batch_id, found=found, groups=groups)
+        return groups
 
-    def start(self, claim: ledger.Claim) -> Callable[[], _Prepared]:
+    def start(self, claim: ledger.Claim) -> Callable[[], list[_Group]]:
         """Begin preparing a claimed batch; the returned call gives the result (waiting for the worker, if any)."""
         if self.worker is None:
-            prepared = self.build(claim.batch_no, claim.batch_id, claim.found)
-            return lambda: prepared
+            groups = self.build(claim)
+            return lambda: groups
         todo, decided = self._groups(claim.found)
         future = self.worker.submit(claim.batch_id, [(key, self.rendered[key], rows) for key, rows in todo])
 
-        def result() -> _Prepared:
+        def result() -> list[_Group]:
             try:
                 payloads = future.result()
             except BrokenExecutor:  # the worker died: carry on without it
                 log.warning("the batch worker stopped; preparing batches in this process",
                             extra={"action": "digest_worker_lost"})
                 self.worker = None
-                return self.build(claim.batch_no, claim.batch_id, claim.found)
-            groups = decided + [_Group(key=key, ids=[r.subscriber_id for r in rows], recipients=[], payload=payload,
-                                       outcomes=[]) for (key, rows), payload in zip(todo, payloads, strict=True)]
-            return _Prepared(batch_no=claim.batch_no, batch_id=claim.batch_id, found=claim.found, groups=groups)
+                return self.build(claim)
+            return decided + [_Group(key=key, ids=[r.subscriber_id for r in rows], recipients=[], payload=payload,
+                                     outcomes=[]) for (key, rows), payload in zip(todo, payloads, strict=True)]
         return result
 
-    def deliver(self, prepared: _Prepared) -> list[Outcome]:
+    def deliver(self, groups: list[_Group]) -> list[Outcome]:
         """Runs on the sending thread. Only a whole-batch failure of the backend is mapped here."""
         outcomes: list[Outcome] = []
-        for group in prepared.groups:
+        for group in groups:
             if group.outcomes:
                 outcomes += group.outcomes
                 continue
@@ -304,11 +295,10 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         sender.start_worker(settings, digest)
     ahead = 2 if sender.worker is not None else 1  # claims prepared ahead of the one on the wire
     cursor = (-1, -1)
-    upcoming: deque[Future] = deque()  # of (claim, its prepared batch when ready) or None: nothing left
-    to_settle: deque[str] = deque()  # batches recorded by their marker alone, their rows not yet brought in line
+    upcoming: deque[Future] = deque()  # of (claim, its prepared groups when ready) or None: nothing left
     exhausted = False
 
-    def claim_one() -> tuple[ledger.Claim, Callable[[], _Prepared]] | None:
+    def claim_one() -> tuple[ledger.Claim, Callable[[], list[_Group]]] | None:
         # On the claiming thread, one claim after another: a claim's database round trips overlap the
         # recording of the last batch and the sending of the one on the wire.
         nonlocal cursor
@@ -332,7 +322,13 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
             exhausted = True
         return None
 
-    inflight: tuple[ledger.Claim, _Prepared, Future] | None = None
+    def give_back(future: Future) -> None:
+        got = future.result()
+        if got is not None:
+            ledger.release(engine, issue_id, got[0])
+
+    inflight: tuple[ledger.Claim, int, Future] | None = None  # claim, its variant groups, its outcomes
+    unsettled: str | None = None  # a batch recorded by its marker alone, its rows not yet brought in line
     with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-send") as sending,
           ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-claim") as claiming):
         try:
@@ -343,33 +339,33 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                     finished = ledger.Finished(batch_no=inflight[0].batch_no, batch_id=inflight[0].batch_id,
                                                outcomes=inflight[2].result())
                 nxt = next_claim()
-                prepared = nxt[1]() if nxt is not None else None
+                groups = nxt[1]() if nxt is not None else None
                 done, deferred = ledger.post(engine, issue_id, finished=finished, at=clock(),
                                              posting=nxt[0] if nxt is not None else None)
-                if deferred:  # its rows are brought in line below, while the next batch is on the wire
-                    to_settle.append(finished.batch_id)
                 if inflight is not None:
-                    recorded(done, inflight[0], len(inflight[1].groups))
+                    recorded(done, inflight[0], inflight[1])
+                    unsettled = inflight[0].batch_id if deferred else None
                     inflight = None
                 if nxt is not None:
-                    inflight = (nxt[0], prepared, sending.submit(sender.deliver, prepared))
+                    inflight = (nxt[0], len(groups), sending.submit(sender.deliver, groups))
                 claim_ahead()
-                if to_settle:
-                    ledger.settle(engine, issue_id, [to_settle.popleft()])
+                if unsettled is not None:  # while the next batch is on the wire
+                    ledger.settle(engine, issue_id, [unsettled])
+                    unsettled = None
         except BaseException:
             for future in upcoming:  # claimed, never posted: back to pending, unflagged
-                _quietly(lambda future=future: future.result() and ledger.release(
-                    engine, issue_id, future.result()[0]), issue_id, None)
+                _quietly(lambda future=future: give_back(future), issue_id, None)
             if inflight is not None:  # record what already went out, so a re-run does not flag it
-                claim, _prepared, future = inflight
+                claim, _groups, future = inflight
                 _quietly(lambda: ledger.finish(engine, issue_id, ledger.Finished(
                     batch_no=claim.batch_no, batch_id=claim.batch_id, outcomes=future.result()), at=clock()),
                     issue_id, claim)
             raise
         finally:
+            claiming.shutdown(wait=True)  # before the worker goes: a claim in progress may be handing it work
             sender.close()
-            claiming.shutdown(wait=True)
-            _quietly(lambda: ledger.settle(engine, issue_id, list(to_settle)), issue_id, None)
+            if unsettled is not None:
+                _quietly(lambda: ledger.settle(engine, issue_id, [unsettled]), issue_id, None)
     complete = ledger.complete_if_done(engine, issue_id, at=clock())
     after = ledger.counts(engine, issue_id)
     if write_archive:
