@@ -19,7 +19,24 @@ from datetime import datetime
 from itertools import islice
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    column,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    table,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -81,6 +98,16 @@ def mailable_rows(found: BatchRows) -> tuple[list[ClaimedRow], list[int]]:
     return rows, gone
 
 
+@dataclass(frozen=True, kw_only=True)
+class ByTopics:
+    """Recipients as a query of (id, topics as stored), each to get the variant of its topics: planned inside the
+    database, without reading every recipient into this process and writing it back."""
+
+    selection: Select
+    variant_of: Mapping[str, str]  # topics as stored -> variant key; other topics get nothing
+    per_variant: Mapping[str, int]  # recipients of each variant, as counted in this transaction
+
+
 def find_issue(conn: Connection, digest: str, fire_at: datetime) -> int | None:
     return conn.execute(select(t_iss.c.id).where(t_iss.c.digest == digest, t_iss.c.fire_at == fire_at)).scalar()
 
@@ -94,12 +121,12 @@ def _issue_lock(conn: Connection, digest: str, fire_at: datetime) -> None:
 
 
 def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[datetime, datetime],
-               plan_recipients: Callable[[Connection], Mapping[int, str]], *, at: datetime,
+               plan_recipients: Callable[[Connection], Mapping[int, str] | ByTopics], *, at: datetime,
                batch_size: int = 1000) -> tuple[int, bool]:
     """Find the issue of ``digest`` at ``fire_at``, or create it with all its delivery rows in one transaction.
 
-    ``plan_recipients(conn)`` returns subscriber id -> variant key, read in the same transaction. It is called
-    only when the issue is new. Returns (issue_id, created).
+    ``plan_recipients(conn)`` returns subscriber id -> variant key, or the same as a ``ByTopics`` query, read in
+    the same transaction. It is called only when the issue is new. Returns (issue_id, created).
     """
     for _ in range(3):
         try:
@@ -112,10 +139,13 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
                 assignments = plan_recipients(conn)
-                by_variant: dict[str, list[int]] = {}
-                for sid, key in assignments.items():
-                    by_variant.setdefault(key, []).append(sid)
-                _insert_pending(conn, issue_id, by_variant, batch_size)
+                if isinstance(assignments, ByTopics):
+                    _insert_by_topics(conn, issue_id, assignments, batch_size)
+                else:
+                    by_variant: dict[str, list[int]] = {}
+                    for sid, key in assignments.items():
+                        by_variant.setdefault(key, []).append(sid)
+                    _insert_pending(conn, issue_id, by_variant, batch_size)
                 if conn.dialect.name == "postgresql":
                     # Fresh statistics. Planned against an "empty" deliveries table, each claim's join would scan
                     # every pending row per picked row (seen: minutes for 75,000 recipients instead of seconds);
@@ -168,6 +198,34 @@ def _insert_pending(conn: Connection, issue_id: int, by_variant: dict[str, list[
         conn.exec_driver_sql(sql, chunk)
 
 
+_PLAN_VARIANTS = table("plan_variants", column("topics"), column("variant"), column("first_batch"))
+
+
+def _insert_by_topics(conn: Connection, issue_id: int, plan: ByTopics, batch_size: int) -> None:
+    """The same rows and batches as ``_insert_pending``, in one INSERT ... SELECT: each variant's recipients in
+    subscriber order, numbered from the variant's first batch. On PostgreSQL a subscriber confirmed between the
+    count and the insert can push a variant's last batch into the next variant's first; the claim of a batch
+    takes ``limit`` rows whatever their variant, and sends each variant apart, so that costs one extra request."""
+    batch_size = max(1, batch_size)
+    first, batches = {}, 0
+    for key in sorted(plan.per_variant):
+        first[key] = batches
+        batches += -(-plan.per_variant[key] // batch_size)
+    conn.execute(text("CREATE TEMPORARY TABLE plan_variants (topics TEXT PRIMARY KEY, variant TEXT NOT NULL, "
+                      "first_batch INTEGER NOT NULL)"))
+    if plan.variant_of:
+        conn.execute(insert(_PLAN_VARIANTS), [{"topics": topics, "variant": key, "first_batch": first.get(key, 0)}
+                                              for topics, key in plan.variant_of.items()])
+    chosen = plan.selection.subquery("chosen")
+    pv = _PLAN_VARIANTS
+    place = func.row_number().over(partition_by=pv.c.variant, order_by=chosen.c.id) - 1
+    rows = select(literal(issue_id), chosen.c.id, pv.c.variant, pv.c.first_batch + place // batch_size,
+                  literal("pending"), literal(0), false()).join_from(chosen, pv, pv.c.topics == chosen.c.topics)
+    conn.execute(insert(t_del).from_select(["issue_id", "subscriber_id", "variant", "batch_no", "state", "attempts",
+                                            "possible_duplicate"], rows))
+    conn.execute(text("DROP TABLE plan_variants"))
+
+
 _NEXT_BATCH = (select(t_del.c.batch_no)
                .where(t_del.c.issue_id == bindparam("issue_id"),
                       tuple_(t_del.c.batch_no, t_del.c.subscriber_id) > tuple_(bindparam("batch_no"), bindparam("sid")),
@@ -206,6 +264,13 @@ _CLAIM_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_CLAIM_PI
                      ).bindparams(bindparam("at", type_=UTC_DT))
 
 
+def _no_flush_wait(conn: Connection) -> None:
+    """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk: for writes that a
+    database crash may lose without harm. Under a send's load a flush can take tens of milliseconds."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
+
+
 def _normalise(result) -> BatchRows:
     # The driver's own tuples, without building SQLAlchemy rows: a thousand a batch. mailable_rows reads the
     # flags as truth values, whatever type the driver gives them.
@@ -226,10 +291,9 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
     """
     batch_id = uuid.uuid4().hex[:16]
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # A claim lost in a database crash is harmless (nothing of it was posted), and the commit of ``post``,
-            # which is synchronous, flushes this one too: so this commit need not wait for the disk.
-            conn.execute(text("SET LOCAL synchronous_commit = off"))
+        # A claim lost in a database crash is harmless (nothing of it was posted), and the commit of ``post``,
+        # which is synchronous, flushes this one too.
+        _no_flush_wait(conn)
         position, wrapped, batch_no = after, after == (-1, -1), None
         for _ in range(1000):  # each miss is a batch another worker claimed between our look and our claim
             batch_no = conn.execute(_NEXT_BATCH, {"issue_id": issue_id, "batch_no": position[0],
@@ -304,6 +368,7 @@ def settle(engine: Engine | Connection, issue_id: int, batch_ids: Sequence[str] 
     batches, or every such batch of the issue (recovery, end of a send). Returns how many rows changed."""
     if isinstance(engine, Engine):
         with engine.begin() as conn:
+            _no_flush_wait(conn)  # lost in a crash, the marker still says "sent", and recovery settles again
             return settle(conn, issue_id, batch_ids)
     conn = engine
     query = select(t_posts.c.batch_id, t_posts.c.batch_no, t_posts.c.provider_status, t_posts.c.finished_at).where(

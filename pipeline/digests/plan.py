@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from pipeline.content.model import Article, Library
 from pipeline.scheduling.schedule import Digest, Job
-from pipeline.subscribers.model import effective_topics
+from pipeline.subscribers.model import effective_topics, split_topics
 
 
 class Reader(Protocol):
@@ -137,6 +137,34 @@ def plan_issue(library: Library, digest: Digest, job: Job, *, at: datetime,
     planned = {k: Variant(key=k, articles=v, topic_sets=tuple(sorted(sets_of[k]))) for k, v in sorted(variants.items())}
     return IssuePlan(digest=digest.name, fire_at=fire, period_start=start, period_end=fire, articles=articles,
                      variants=planned, assignments=assignments, skipped_empty=skipped)
+
+
+class TopicPlan(NamedTuple):
+    plan: IssuePlan  # with no per-subscriber assignments
+    variant_of: dict[str, str]  # topics as stored -> variant key, for the topics with something to send
+    per_variant: dict[str, int]  # recipients of each variant
+    recipients: int
+
+
+def plan_by_topics(library: Library, digest: Digest, job: Job, *, at: datetime,
+                   topic_counts: Iterable[tuple[str, int]]) -> TopicPlan:
+    """Plan for (topics as stored, how many eligible subscribers have them): a variant depends on a subscriber's
+    topics alone, so an issue for a million subscribers is planned from a few dozen distinct topic choices."""
+    counts = list(topic_counts)
+    plan = plan_issue(library, digest, job, at=at,
+                      subscribers=[PlanEntry(i, split_topics(stored)) for i, (stored, _n) in enumerate(counts)])
+    variant_of: dict[str, str] = {}
+    per_variant: dict[str, int] = {}
+    skipped = 0
+    for i, (stored, n) in enumerate(counts):
+        key = plan.assignments.get(i)
+        if key is None:
+            skipped += n
+            continue
+        variant_of[stored] = key
+        per_variant[key] = per_variant.get(key, 0) + n
+    return TopicPlan(replace(plan, assignments={}, skipped_empty=skipped), variant_of, per_variant,
+                     sum(per_variant.values()))
 
 
 def generic_variant(plan: IssuePlan) -> Variant | None:

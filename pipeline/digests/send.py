@@ -22,7 +22,14 @@ from pipeline.delivery.backend import Backend, Outcome, Recipient, RenderedVaria
 from pipeline.digests import archive
 from pipeline.digests.batch_worker import BatchWorker
 from pipeline.digests.message import RecipientBuilder, example_substitutions, issue_meta
-from pipeline.digests.plan import IssuePlan, PlanEntry, generic_variant, issue_period, plan_issue
+from pipeline.digests.plan import (
+    IssuePlan,
+    PlanEntry,
+    generic_variant,
+    issue_period,
+    plan_by_topics,
+    plan_issue,
+)
 from pipeline.digests.render import DigestRenderer
 from pipeline.errors import DeliveryError, DeliveryUnknown, InputError
 from pipeline.scheduling.schedule import Schedule
@@ -225,26 +232,29 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     job = schedule.job_for_digest(name)
     start, fire = issue_period(job, at=at)
 
+    def plan_topics(conn):
+        return plan_by_topics(library, digest, job, at=at, topic_counts=repository.eligible_topic_counts(
+            conn, cadence=digest.cadence, at=at))
+
     if dry_run:
         with engine.connect() as conn:
-            readers = (PlanEntry(sid, topics) for sid, topics in
-                       repository.eligible_topics(conn, cadence=digest.cadence, at=at))
-            plan = plan_issue(library, digest, job, at=at, subscribers=readers)
+            topic_plan = plan_topics(conn)
+            plan = topic_plan.plan
             issue_id = ledger.find_issue(conn, name, fire)
             found = ledger.counts(conn, issue_id) if issue_id is not None else {}
         return SendReport(digest=name, fire_at=fire, period_start=start, period_end=fire, dry_run=True,
-                          issue_id=issue_id, recipients=len(plan.assignments), variants=len(plan.variants),
+                          issue_id=issue_id, recipients=topic_plan.recipients, variants=len(plan.variants),
                           articles=len(plan.articles), skipped_empty=plan.skipped_empty,
                           already_sent=found.get("sent", 0), counts=found)
 
     worker_id = worker_id or recovery.new_worker_id()
     planned: dict[str, IssuePlan] = {}
 
-    def plan_recipients(conn) -> dict[int, str]:
-        readers = (PlanEntry(sid, topics) for sid, topics in
-                   repository.eligible_topics(conn, cadence=digest.cadence, at=at))
-        planned["plan"] = plan_issue(library, digest, job, at=at, subscribers=readers)
-        return planned["plan"].assignments
+    def plan_recipients(conn) -> ledger.ByTopics:
+        topic_plan = plan_topics(conn)
+        planned["plan"] = topic_plan.plan
+        return ledger.ByTopics(selection=repository.eligible_selection(cadence=digest.cadence, at=at),
+                               variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant)
 
     issue_id, created = ledger.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
                                           batch_size=backend.max_batch)
@@ -261,8 +271,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         todo = recovery.open_rows(engine, issue_id)
         plan = plan_issue(library, digest, job, at=at, subscribers=_readers_by_id(engine, sorted(todo)))
         _, skipped_empty = recovery.reconcile(engine, issue_id, plan.assignments)
-    # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop the
-    # plan's own map of a million subscribers instead of carrying it through the send.
+    # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop a
+    # re-plan's own map of subscribers instead of carrying it through the send.
     plan = replace(plan, assignments={})
     planned.clear()
     before = ledger.counts(engine, issue_id)

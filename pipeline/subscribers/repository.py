@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 
 from pipeline.store.tables import subscribers as t_sub
@@ -71,20 +71,23 @@ def _eligible_query(columns, *, cadence: str, at: datetime):
     )
 
 
+def eligible_selection(*, cadence: str, at: datetime) -> Select:
+    """(id, topics) of the eligible subscribers, unordered: for planning inside the database."""
+    return _eligible_query([t_sub.c.id, t_sub.c.topics], cadence=cadence, at=at).order_by(None).execution_options(
+        yield_per=None)
+
+
+def eligible_topic_counts(conn: Connection, *, cadence: str, at: datetime) -> list[tuple[str, int]]:
+    """(topics as stored, how many eligible subscribers chose them)."""
+    chosen = eligible_selection(cadence=cadence, at=at).subquery()
+    return [(topics, int(n)) for topics, n in conn.execute(
+        select(chosen.c.topics, func.count()).group_by(chosen.c.topics).order_by(chosen.c.topics))]
+
+
 def eligible(conn: Connection, *, cadence: str, at: datetime) -> Iterator[Subscriber]:
     """Confirmed, not paused, not suppressed subscribers of this cadence (invariant 2)."""
     for row in conn.execute(_eligible_query([t_sub], cadence=cadence, at=at)):
         yield _to_subscriber(row)
-
-
-def eligible_topics(conn: Connection, *, cadence: str, at: datetime) -> Iterator[tuple[int, tuple[str, ...]]]:
-    """(id, chosen topics) of the same subscribers as ``eligible``: all a digest plan needs, read fast."""
-    split: dict[str, tuple[str, ...]] = {}  # a few distinct topic strings among many subscribers
-    for sid, topics in conn.execute(_eligible_query([t_sub.c.id, t_sub.c.topics], cadence=cadence, at=at)):
-        chosen = split.get(topics)
-        if chosen is None:
-            chosen = split[topics] = split_topics(topics)
-        yield sid, chosen
 
 
 _CONTACTS = (
@@ -136,6 +139,5 @@ def counts_by_status(conn: Connection) -> dict[str, int]:
     return dict(conn.execute(select(t_sub.c.status, func.count()).group_by(t_sub.c.status)).all())
 
 
-__all__ = ["get", "get_by_email", "upsert", "all_subscribers", "eligible", "eligible_topics", "mailable_contacts",
-           "still_mailable_ids", "suppress",
-           "unsuppress", "is_suppressed", "suppression_list", "counts_by_status"]
+__all__ = ["get", "get_by_email", "upsert", "all_subscribers", "eligible", "eligible_selection", "eligible_topic_counts",
+           "mailable_contacts", "still_mailable_ids", "suppress", "unsuppress", "is_suppressed", "suppression_list", "counts_by_status"]

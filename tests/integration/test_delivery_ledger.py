@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pipeline.delivery import ledger, recovery
 from pipeline.delivery.backend import Outcome
 from pipeline.delivery.sendgrid import SendGridBackend
 from pipeline.digests.send import send_digest
 from pipeline.store.engine import make_engine
-from pipeline.store.tables import deliveries, delivery_posts
+from pipeline.store.tables import deliveries, delivery_posts, subscribers
 from pipeline.subscribers import repository
 from tests.support.db import add_issue, add_subscribers
 from tests.support.sendgrid_sink import SinkServer
@@ -61,6 +61,32 @@ def test_planning_cuts_each_variant_into_batches_of_the_backend_size(engine):
     assert all(len(v) == 1 for v in batches.values()), "a batch holds one variant"
     assert sorted(sizes.values()) == [2, 3, 5, 5, 5, 5]  # 13 of "a" as 5+5+3, 12 of "b" as 5+5+2
     assert sorted(sizes) == list(range(6))
+
+
+def test_planning_in_the_database_gives_the_rows_and_batches_planning_here_gives(engine):
+    # 23 subscribers over four topic choices, two of them sharing variant "a"; "none" gets nothing; one of
+    # "x" unsubscribed and one paused: neither is eligible.
+    ids = add_subscribers(engine, 23)
+    topics_of = {sid: ("x", "y", "z", "none")[sid % 4] for sid in ids}
+    with engine.begin() as conn:
+        for sid, topics in topics_of.items():
+            conn.execute(update(subscribers).where(subscribers.c.id == sid).values(topics=topics))
+        conn.execute(update(subscribers).where(subscribers.c.id == 4).values(status="unsubscribed"))
+        conn.execute(update(subscribers).where(subscribers.c.id == 8).values(paused_until=AT + timedelta(days=1)))
+        counts = repository.eligible_topic_counts(conn, cadence="weekly", at=AT)
+    assert counts == [("none", 6), ("x", 3), ("y", 6), ("z", 6)]
+    variant_of = {"x": "a", "y": "b", "z": "a"}
+    by_topics = ledger.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
+                                variant_of=variant_of, per_variant={"a": 9, "b": 6})
+    in_db, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: by_topics, at=AT,
+                                 batch_size=4)
+    eligible = {sid: variant_of[t] for sid, t in topics_of.items() if t in variant_of and sid not in (4, 8)}
+    here, _ = ledger.open_issue(engine, "weekly", AT + timedelta(days=7), (AT, AT + timedelta(days=7)),
+                                lambda _c: eligible, at=AT, batch_size=4)
+    got = {sid: (r.variant, r.batch_no, r.state) for sid, r in rows(engine, in_db).items()}
+    assert got == {sid: (r.variant, r.batch_no, r.state) for sid, r in rows(engine, here).items()}
+    assert sorted(got) == sorted(eligible) and 4 not in got and 8 not in got
+    assert {b for _v, b, _s in got.values()} == set(range(5))  # "a": 4+4+1, "b": 4+2
 
 
 def test_a_batch_larger_than_the_limit_is_claimed_a_limit_at_a_time(engine):

@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.content.model import Article, Source
-from pipeline.digests.plan import generic_variant, issue_period, plan_issue, variant_key
-from pipeline.subscribers.model import Subscriber
+from pipeline.digests.plan import generic_variant, issue_period, plan_by_topics, plan_issue, variant_key
+from pipeline.subscribers.model import Subscriber, join_topics
 
 AT = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday; the weekly job fired at 08:00 New York = 13:00Z
 FIRE = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
@@ -142,3 +142,29 @@ def test_unknown_topics_are_ignored(digest_library, weekly):
     digest, job = weekly
     plan = plan_issue(digest_library, digest, job, at=AT, subscribers=[sub(1, "no-such-topic"), sub(2)])
     assert plan.assignments[1] == plan.assignments[2]  # treated as having chosen nothing
+
+
+def test_planning_by_topic_counts_gives_what_planning_each_subscriber_gives(digest_library, weekly):
+    digest, job = weekly
+    choices = [(), tuple(digest_library.default_topic_ids), ("clinical-trials",),
+               ("clinical-trials", "treatment-progress"), ("treatment-progress",), ("hospice-end-of-life",)]
+    counts = [(join_topics(c), n) for c, n in zip(choices, (7, 3, 5, 2, 4, 1), strict=True)]
+    people, sid = [], 0
+    for stored, n in counts:
+        for _ in range(n):
+            sid += 1
+            people.append(sub(sid, *[t for t in stored.split(";") if t]))
+    each = plan_issue(digest_library, digest, job, at=AT, subscribers=people)
+    by_topics = plan_by_topics(digest_library, digest, job, at=AT, topic_counts=counts)
+    assert by_topics.plan.variants == each.variants
+    assert by_topics.plan.assignments == {}
+    assert by_topics.plan.skipped_empty == each.skipped_empty == 4  # the four with treatment-progress alone
+    assert by_topics.recipients == len(each.assignments) == 18
+    per_variant: dict[str, int] = {}
+    for person in people:
+        if person.id in each.assignments:
+            key = each.assignments[person.id]
+            assert by_topics.variant_of[join_topics(person.topics)] == key
+            per_variant[key] = per_variant.get(key, 0) + 1
+    assert by_topics.per_variant == per_variant
+    assert join_topics(("treatment-progress",)) not in by_topics.variant_of
