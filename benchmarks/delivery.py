@@ -163,7 +163,7 @@ def time_phases() -> dict[str, float]:
     import concurrent.futures
     import functools
 
-    from pipeline.delivery import ledger, recovery
+    from pipeline.delivery import issue_rows, ledger, recovery
     from pipeline.digests import send
 
     totals: dict[str, float] = {}
@@ -180,7 +180,8 @@ def time_phases() -> dict[str, float]:
                 totals[label] = totals.get(label, 0.0) + time.perf_counter() - started
         setattr(owner, name, timed)
 
-    for name in ("open_issue", "claim_next", "post", "settle", "counts", "complete_if_done"):
+    wrap(issue_rows, "open_issue", "open_issue")
+    for name in ("claim_next", "post", "settle", "counts", "complete_if_done"):
         wrap(ledger, name, name)
     wrap(recovery, "recover_stale", "recover_stale")
     wrap(send._BatchSender, "build", "build")

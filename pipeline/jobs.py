@@ -55,14 +55,14 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
 
 def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
     """Counts per state of the issue of ``name`` for ``at``, and the possible duplicates."""
-    from pipeline.delivery import ledger
+    from pipeline.delivery import issue_rows, ledger
     from pipeline.digests.plan import issue_period
 
     schedule = ctx.schedule
     schedule.digest(name)
     _, fire = issue_period(schedule.job_for_digest(name), at=at)
     with ctx.engine.connect() as conn:
-        issue_id = ledger.find_issue(conn, name, fire)
+        issue_id = issue_rows.find_issue(conn, name, fire)
         if issue_id is None:
             return Lines([f"Digest {name}: the issue of {fire.isoformat()} has not been sent yet."])
         counts = ledger.counts(conn, issue_id)

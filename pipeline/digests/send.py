@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from pipeline.content.model import Library
-from pipeline.delivery import ledger, recovery
+from pipeline.delivery import issue_rows, ledger, recovery
 from pipeline.delivery.backend import Backend, Outcome, Recipient, RenderedVariant
 from pipeline.digests import archive
 from pipeline.digests.batch_worker import BatchWorker
@@ -240,7 +240,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         with engine.connect() as conn:
             topic_plan = plan_topics(conn)
             plan = topic_plan.plan
-            issue_id = ledger.find_issue(conn, name, fire)
+            issue_id = issue_rows.find_issue(conn, name, fire)
             found = ledger.counts(conn, issue_id) if issue_id is not None else {}
         return SendReport(digest=name, fire_at=fire, period_start=start, period_end=fire, dry_run=True,
                           issue_id=issue_id, recipients=topic_plan.recipients, variants=len(plan.variants),
@@ -250,13 +250,13 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     worker_id = worker_id or recovery.new_worker_id()
     planned: dict[str, IssuePlan] = {}
 
-    def plan_recipients(conn) -> ledger.ByTopics:
+    def plan_recipients(conn) -> issue_rows.ByTopics:
         topic_plan = plan_topics(conn)
         planned["plan"] = topic_plan.plan
-        return ledger.ByTopics(selection=repository.eligible_selection(cadence=digest.cadence, at=at),
+        return issue_rows.ByTopics(selection=repository.eligible_selection(cadence=digest.cadence, at=at),
                                variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant)
 
-    issue_id, created = ledger.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
+    issue_id, created = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
                                           batch_size=backend.max_batch)
     skipped_empty = 0
     recovered = 0

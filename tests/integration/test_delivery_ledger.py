@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from pipeline.delivery import ledger, recovery
+from pipeline.delivery import issue_rows, ledger, recovery
 from pipeline.delivery.backend import Outcome
 from pipeline.delivery.sendgrid import SendGridBackend
 from pipeline.digests.send import send_digest
@@ -28,7 +28,7 @@ def rows(engine, issue_id):
 def planned(engine, n: int) -> tuple[list[int], int]:
     """n subscribers and an issue of them all, in batches of 10."""
     ids = add_subscribers(engine, n)
-    issue_id, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
+    issue_id, _ = issue_rows.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
                                     lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
     return ids, issue_id
 
@@ -50,7 +50,7 @@ def sent(claim: ledger.Claim) -> ledger.Finished:
 def test_planning_cuts_each_variant_into_batches_of_the_backend_size(engine):
     ids = add_subscribers(engine, 25)
     plan = {sid: ("a" if sid % 2 else "b") for sid in ids}
-    issue_id, created = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: plan, at=AT,
+    issue_id, created = issue_rows.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: plan, at=AT,
                                           batch_size=5)
     assert created
     batches: dict[int, set[str]] = {}
@@ -76,12 +76,12 @@ def test_planning_in_the_database_gives_the_rows_and_batches_planning_here_gives
         counts = repository.eligible_topic_counts(conn, cadence="weekly", at=AT)
     assert counts == [("none", 6), ("x", 3), ("y", 6), ("z", 6)]
     variant_of = {"x": "a", "y": "b", "z": "a"}
-    by_topics = ledger.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
+    by_topics = issue_rows.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
                                 variant_of=variant_of, per_variant={"a": 9, "b": 6})
-    in_db, _ = ledger.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: by_topics, at=AT,
+    in_db, _ = issue_rows.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: by_topics, at=AT,
                                  batch_size=4)
     eligible = {sid: variant_of[t] for sid, t in topics_of.items() if t in variant_of and sid not in (4, 8)}
-    here, _ = ledger.open_issue(engine, "weekly", AT + timedelta(days=7), (AT, AT + timedelta(days=7)),
+    here, _ = issue_rows.open_issue(engine, "weekly", AT + timedelta(days=7), (AT, AT + timedelta(days=7)),
                                 lambda _c: eligible, at=AT, batch_size=4)
     got = {sid: (r.variant, r.batch_no, r.state) for sid, r in rows(engine, in_db).items()}
     assert got == {sid: (r.variant, r.batch_no, r.state) for sid, r in rows(engine, here).items()}

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import delete, select, update
 
-from pipeline.delivery import ledger
+from pipeline.delivery import issue_rows, ledger
 from pipeline.delivery.factory import make_backend
 from pipeline.delivery.file import FileBackend
 from pipeline.delivery.memory import MemoryBackend
@@ -162,7 +162,7 @@ def test_crash_then_rerun_finishes_adds_nobody_and_drops_the_unsubscribed(send, 
     with pytest.raises(KeyboardInterrupt):
         send(backend=Crashing(settings.outbox))
     with engine.connect() as conn:
-        issue_id = ledger.find_issue(conn, "weekly", FIRE)
+        issue_id = issue_rows.find_issue(conn, "weekly", FIRE)
     assert ledger.counts(engine, issue_id)["in_flight"] == 1 and ledger.counts(engine, issue_id)["pending"] == 2
 
     add_subscriber("late@example.org")  # joins after planning: not part of this issue
