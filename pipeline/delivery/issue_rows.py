@@ -10,7 +10,6 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 
 from sqlalchemy import Select, column, false, func, insert, literal, select, table, text
 from sqlalchemy.engine import Connection, Engine
@@ -18,8 +17,6 @@ from sqlalchemy.exc import IntegrityError
 
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
-
-INSERT_CHUNK = 50_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,12 +42,12 @@ def _issue_lock(conn: Connection, digest: str, fire_at: datetime) -> None:
 
 
 def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[datetime, datetime],
-               plan_recipients: Callable[[Connection], Mapping[int, str] | ByTopics], *, at: datetime,
+               plan_recipients: Callable[[Connection], ByTopics], *, at: datetime,
                batch_size: int = 1000) -> tuple[int, bool]:
     """Find the issue of ``digest`` at ``fire_at``, or create it with all its delivery rows in one transaction.
 
-    ``plan_recipients(conn)`` returns subscriber id -> variant key, or the same as a ``ByTopics`` query, read in
-    the same transaction. It is called only when the issue is new. Returns (issue_id, created).
+    ``plan_recipients(conn)`` returns the recipients and their variants, read in the same transaction. It is
+    called only when the issue is new. Returns (issue_id, created).
     """
     for _ in range(3):
         try:
@@ -62,14 +59,7 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                 issue_id = conn.execute(insert(t_iss).values(
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
-                assignments = plan_recipients(conn)
-                if isinstance(assignments, ByTopics):
-                    _insert_by_topics(conn, issue_id, assignments, batch_size)
-                else:
-                    by_variant: dict[str, list[int]] = {}
-                    for sid, key in assignments.items():
-                        by_variant.setdefault(key, []).append(sid)
-                    _insert_pending(conn, issue_id, by_variant, batch_size)
+                _insert_pending(conn, issue_id, plan_recipients(conn), batch_size)
                 if conn.dialect.name == "postgresql":
                     # Fresh statistics. Planned against an "empty" deliveries table, each claim's join would scan
                     # every pending row per picked row (seen: minutes for 75,000 recipients instead of seconds);
@@ -86,48 +76,12 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
     return existing, False
 
 
-def _insert_pending(conn: Connection, issue_id: int, by_variant: dict[str, list[int]], batch_size: int) -> None:
-    """One pending row per recipient, variant by variant, each variant's in subscriber order and cut into batches
-    of ``batch_size``: COPY on PostgreSQL, a plain executemany of tuples on SQLite (no per-row dicts or
-    statement compilation)."""
-    batch_size = max(1, batch_size)
-
-    def rows():
-        batch_no = 0
-        for key in sorted(by_variant):
-            ids = by_variant[key]
-            ids.sort()
-            for start in range(0, len(ids), batch_size):
-                for sid in ids[start:start + batch_size]:
-                    yield issue_id, sid, key, batch_no
-                batch_no += 1
-    if conn.dialect.name == "postgresql":
-        import psycopg
-
-        cur = conn.connection.dbapi_connection.cursor()
-        try:
-            with cur.copy("COPY deliveries (issue_id, subscriber_id, variant, batch_no, state, attempts, "
-                          "possible_duplicate) FROM STDIN") as copy:
-                for row in rows():
-                    copy.write_row((*row, "pending", 0, False))
-        except psycopg.IntegrityError as exc:
-            raise IntegrityError("COPY deliveries", None, exc) from exc
-        finally:
-            cur.close()
-        return
-    sql = ("INSERT INTO deliveries (issue_id, subscriber_id, variant, batch_no, state, attempts, possible_duplicate) "
-           "VALUES (?, ?, ?, ?, 'pending', 0, 0)")
-    it = rows()
-    while chunk := list(islice(it, INSERT_CHUNK)):
-        conn.exec_driver_sql(sql, chunk)
-
-
 _PLAN_VARIANTS = table("plan_variants", column("topics"), column("variant"), column("first_batch"))
 
 
-def _insert_by_topics(conn: Connection, issue_id: int, plan: ByTopics, batch_size: int) -> None:
-    """The same rows and batches as ``_insert_pending``, in one INSERT ... SELECT: each variant's recipients in
-    subscriber order, numbered from the variant's first batch. On PostgreSQL a subscriber confirmed between the
+def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size: int) -> None:
+    """One pending row per recipient, in one INSERT ... SELECT: variant by variant (in key order), each variant's
+    recipients in subscriber order, cut into batches of ``batch_size`` numbered from the variant's first. On PostgreSQL a subscriber confirmed between the
     count and the insert can push a variant's last batch into the next variant's first; the claim of a batch
     takes ``limit`` rows whatever their variant, and sends each variant apart, so that costs one extra request."""
     batch_size = max(1, batch_size)
@@ -138,7 +92,7 @@ def _insert_by_topics(conn: Connection, issue_id: int, plan: ByTopics, batch_siz
     conn.execute(text("CREATE TEMPORARY TABLE plan_variants (topics TEXT PRIMARY KEY, variant TEXT NOT NULL, "
                       "first_batch INTEGER NOT NULL)"))
     if plan.variant_of:
-        conn.execute(insert(_PLAN_VARIANTS), [{"topics": topics, "variant": key, "first_batch": first.get(key, 0)}
+        conn.execute(insert(_PLAN_VARIANTS), [{"topics": topics, "variant": key, "first_batch": first[key]}
                                               for topics, key in plan.variant_of.items()])
     chosen = plan.selection.subquery("chosen")
     pv = _PLAN_VARIANTS

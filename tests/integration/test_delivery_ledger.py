@@ -25,12 +25,31 @@ def rows(engine, issue_id):
         return {r.subscriber_id: r for r in conn.execute(select(deliveries).where(deliveries.c.issue_id == issue_id))}
 
 
+def open_by_topics(engine, topics_of: dict[int, str], variant_of: dict[str, str], *, batch_size: int,
+                   fire_at: datetime = AT) -> int:
+    """Give subscribers these topics and open the issue at ``fire_at`` for the eligible ones, each getting the
+    variant of their topics."""
+    with engine.begin() as conn:
+        for sid, topics in topics_of.items():
+            conn.execute(update(subscribers).where(subscribers.c.id == sid).values(topics=topics))
+    per_variant: dict[str, int] = {}
+
+    def plan(conn) -> issue_rows.ByTopics:
+        for topics, n in repository.eligible_topic_counts(conn, cadence="weekly", at=AT):
+            if topics in variant_of:
+                per_variant[variant_of[topics]] = per_variant.get(variant_of[topics], 0) + n
+        return issue_rows.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
+                                   variant_of=variant_of, per_variant=per_variant)
+    issue_id, created = issue_rows.open_issue(engine, "weekly", fire_at, (fire_at - timedelta(days=7), fire_at),
+                                              plan, at=AT, batch_size=batch_size)
+    assert created
+    return issue_id
+
+
 def planned(engine, n: int) -> tuple[list[int], int]:
     """n subscribers and an issue of them all, in batches of 10."""
     ids = add_subscribers(engine, n)
-    issue_id, _ = issue_rows.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT),
-                                    lambda _c: dict.fromkeys(ids, "v"), at=AT, batch_size=10)
-    return ids, issue_id
+    return ids, open_by_topics(engine, {}, {"": "v"}, batch_size=10)
 
 
 def post_one_claim_next(engine, issue_id: int) -> tuple[ledger.Claim, ledger.Claim]:
@@ -49,10 +68,8 @@ def sent(claim: ledger.Claim) -> ledger.Finished:
 
 def test_planning_cuts_each_variant_into_batches_of_the_backend_size(engine):
     ids = add_subscribers(engine, 25)
-    plan = {sid: ("a" if sid % 2 else "b") for sid in ids}
-    issue_id, created = issue_rows.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: plan, at=AT,
-                                          batch_size=5)
-    assert created
+    issue_id = open_by_topics(engine, {sid: ("a" if sid % 2 else "b") for sid in ids}, {"a": "a", "b": "b"},
+                              batch_size=5)
     batches: dict[int, set[str]] = {}
     sizes: dict[int, int] = {}
     for r in rows(engine, issue_id).values():
@@ -63,28 +80,28 @@ def test_planning_cuts_each_variant_into_batches_of_the_backend_size(engine):
     assert sorted(sizes) == list(range(6))
 
 
-def test_planning_in_the_database_gives_the_rows_and_batches_planning_here_gives(engine):
+def test_planning_gives_each_variant_its_own_batches_in_subscriber_order(engine):
     # 23 subscribers over four topic choices, two of them sharing variant "a"; "none" gets nothing; one of
     # "x" unsubscribed and one paused: neither is eligible.
     ids = add_subscribers(engine, 23)
     topics_of = {sid: ("x", "y", "z", "none")[sid % 4] for sid in ids}
     with engine.begin() as conn:
-        for sid, topics in topics_of.items():
-            conn.execute(update(subscribers).where(subscribers.c.id == sid).values(topics=topics))
         conn.execute(update(subscribers).where(subscribers.c.id == 4).values(status="unsubscribed"))
         conn.execute(update(subscribers).where(subscribers.c.id == 8).values(paused_until=AT + timedelta(days=1)))
+    variant_of = {"x": "a", "y": "b", "z": "a"}
+    in_db = open_by_topics(engine, topics_of, variant_of, batch_size=4)
+    with engine.connect() as conn:
         counts = repository.eligible_topic_counts(conn, cadence="weekly", at=AT)
     assert counts == [("none", 6), ("x", 3), ("y", 6), ("z", 6)]
-    variant_of = {"x": "a", "y": "b", "z": "a"}
-    by_topics = issue_rows.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
-                                variant_of=variant_of, per_variant={"a": 9, "b": 6})
-    in_db, _ = issue_rows.open_issue(engine, "weekly", AT, (AT - timedelta(days=7), AT), lambda _c: by_topics, at=AT,
-                                 batch_size=4)
     eligible = {sid: variant_of[t] for sid, t in topics_of.items() if t in variant_of and sid not in (4, 8)}
-    here, _ = issue_rows.open_issue(engine, "weekly", AT + timedelta(days=7), (AT, AT + timedelta(days=7)),
-                                lambda _c: eligible, at=AT, batch_size=4)
+    expected, batch_no = {}, 0  # each variant in key order, its subscribers in id order, cut into runs of 4
+    for key in sorted(set(eligible.values())):
+        members = sorted(sid for sid, v in eligible.items() if v == key)
+        for start in range(0, len(members), 4):
+            expected.update({sid: (key, batch_no, "pending") for sid in members[start:start + 4]})
+            batch_no += 1
     got = {sid: (r.variant, r.batch_no, r.state) for sid, r in rows(engine, in_db).items()}
-    assert got == {sid: (r.variant, r.batch_no, r.state) for sid, r in rows(engine, here).items()}
+    assert got == expected
     assert sorted(got) == sorted(eligible) and 4 not in got and 8 not in got
     assert {b for _v, b, _s in got.values()} == set(range(5))  # "a": 4+4+1, "b": 4+2
 
