@@ -176,7 +176,7 @@ def _apply_one(conn: Connection, event: Mapping, kind: str, at: datetime, tally:
     if kind in ("processed", "delivered"):
         # Proof that SendGrid took the message: an unknown or interrupted send did in fact go out.
         changed = conn.execute(update(t_del).where(*where, t_del.c.state.in_(("unknown", "in_flight")))
-                               .values(state="sent", sent_at=when, **values)).rowcount
+                               .values(state="sent", sent_at=when, email=None, **values)).rowcount
         if changed:
             tally["ledger_updates"] += changed
             return

@@ -24,7 +24,7 @@ class ByTopics:
     """Recipients as a query of (id, topics as stored), each to get the variant of its topics: planned inside the
     database, without reading every recipient into this process and writing it back."""
 
-    selection: Select
+    selection: Select  # with each recipient's email and token_version too
     variant_of: Mapping[str, str]  # topics as stored -> variant key; other topics get nothing
     per_variant: Mapping[str, int]  # recipients of each variant, as counted in this transaction
 
@@ -59,6 +59,7 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                 issue_id = conn.execute(insert(t_iss).values(
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
+                _start_watching_changes(conn, issue_id)
                 _insert_pending(conn, issue_id, plan_recipients(conn), batch_size)
                 if conn.dialect.name == "postgresql":
                     # Fresh statistics. Planned against an "empty" deliveries table, each claim's join would scan
@@ -76,10 +77,13 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
     return existing, False
 
 
+CHANGE_MARGIN = 3600  # seconds: longer than any transaction that changes a subscriber
+CHANGES_KEPT = 30 * 86400
+
 _PLAN_VARIANTS = table("plan_variants", column("topics"), column("variant"), column("first_batch"))
 
 
-def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size: int) -> None:
+def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size: int) -> int:
     """One pending row per recipient, in one INSERT ... SELECT: variant by variant (in key order), each variant's
     recipients in subscriber order, cut into batches of ``batch_size`` numbered from the variant's first. On PostgreSQL a subscriber confirmed between the
     count and the insert can push a variant's last batch into the next variant's first; the claim of a batch
@@ -98,7 +102,28 @@ def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size:
     pv = _PLAN_VARIANTS
     place = func.row_number().over(partition_by=pv.c.variant, order_by=chosen.c.id) - 1
     rows = select(literal(issue_id), chosen.c.id, pv.c.variant, pv.c.first_batch + place // batch_size,
-                  literal("pending"), literal(0), false()).join_from(chosen, pv, pv.c.topics == chosen.c.topics)
-    conn.execute(insert(t_del).from_select(["issue_id", "subscriber_id", "variant", "batch_no", "state", "attempts",
-                                            "possible_duplicate"], rows))
+                  literal("pending"), literal(0), false(), chosen.c.email, chosen.c.token_version,
+                  ).join_from(chosen, pv, pv.c.topics == chosen.c.topics)
+    inserted = conn.execute(insert(t_del).from_select(
+        ["issue_id", "subscriber_id", "variant", "batch_no", "state", "attempts", "possible_duplicate", "email",
+         "token_version"], rows)).rowcount
     conn.execute(text("DROP TABLE plan_variants"))
+    return inserted
+
+
+def _db_time_ago(conn: Connection, seconds: int) -> str:
+    """SQL for the database's own clock, ``seconds`` ago, comparable with subscriber_changes.changed_at."""
+    if conn.dialect.name == "postgresql":
+        return f"(now() - interval '{int(seconds)} seconds')"
+    return f"datetime('now', '-{int(seconds)} seconds')"
+
+
+def _start_watching_changes(conn: Connection, issue_id: int) -> None:
+    """From now on (less CHANGE_MARGIN, for changes whose transactions began earlier but committed after this
+    plan's snapshot), changes to this issue's recipients are looked up again when their batch is claimed. Changes
+    older than CHANGES_KEPT that no open issue watches any more are dropped."""
+    conn.execute(text(f"UPDATE issues SET changes_since = {_db_time_ago(conn, CHANGE_MARGIN)} WHERE id = :id"),
+                 {"id": issue_id})
+    conn.execute(text(
+        f"DELETE FROM subscriber_changes WHERE changed_at < {_db_time_ago(conn, CHANGES_KEPT)} AND NOT EXISTS "
+        "(SELECT 1 FROM issues WHERE completed_at IS NULL AND changes_since <= subscriber_changes.changed_at)"))

@@ -115,6 +115,38 @@ _CLAIM_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_CLAIM_PI
                      ).bindparams(bindparam("at", type_=UTC_DT))
 
 
+# A claimed batch's rows with their contacts as planned; who of them changed since (subscriber_changes, from the
+# issue's changes_since on) is looked up afresh through _CLAIMED. Seen: a third of the time of joining every
+# row to its subscriber. An issue planned without contacts (before revision 0003) gives -1: look up everyone.
+_AS_PLANNED = text("SELECT subscriber_id, variant, possible_duplicate, email, token_version, 1 FROM deliveries "
+                   "WHERE issue_id = :issue_id AND batch_no = :batch_no AND state = 'in_flight' "
+                   "AND batch_id = :batch_id ORDER BY subscriber_id")
+_CHANGED = text("SELECT c.subscriber_id FROM subscriber_changes c JOIN issues i ON i.id = :issue_id "
+                "WHERE c.subscriber_id BETWEEN :lo AND :hi AND c.changed_at >= i.changes_since "
+                "UNION ALL SELECT -1 FROM issues WHERE id = :issue_id AND changes_since IS NULL")
+_RECHECK = _CLAIMED.where(t_del.c.subscriber_id.in_(bindparam("ids", expanding=True)))
+
+
+def _contacts(conn: Connection, issue_id: int, batch_no: int, batch_id: str, when: datetime) -> BatchRows:
+    """The claimed rows as (subscriber_id, variant, possible_duplicate, email, token_version, mailable)."""
+    keys = {"issue_id": issue_id, "batch_no": batch_no, "batch_id": batch_id, "when": when}
+    planned = _normalise(conn.execute(_AS_PLANNED, keys))
+    if not planned:
+        return planned
+    recheck = {row[0] for row in planned if row[3] is None}  # requeued or recovered rows: contact cleared
+    changed = set(conn.execute(_CHANGED, {"issue_id": issue_id, "lo": planned[0][0], "hi": planned[-1][0]}).scalars())
+    if -1 in changed or len(recheck | changed) * 2 > len(planned):
+        return _normalise(conn.execute(_CLAIMED, keys))
+    recheck |= changed & {row[0] for row in planned}
+    if not recheck:
+        return planned
+    fresh = {row[0]: row for row in _normalise(conn.execute(_RECHECK, {**keys, "ids": sorted(recheck)}))}
+    # A row the recheck no longer finds went with its subscriber (deleted since): it is dropped, as the full
+    # read would drop it.
+    return tuple(fresh[row[0]] if row[0] in recheck else row for row in planned
+                 if row[0] not in recheck or row[0] in fresh)
+
+
 def _no_flush_wait(conn: Connection) -> None:
     """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk: for writes that a
     database crash may lose without harm. Under a send's load a flush can take tens of milliseconds."""
@@ -159,11 +191,10 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
             position, batch_no = (batch_no, END_OF_BATCH), None
     if batch_no is None:
         return None
-    # The contacts of the claimed rows, read after the claim's commit: the join is the slow part of a claim, and
-    # on SQLite the write lock need not be held for it. Reading later only narrows invariant 2's window.
+    # The contacts of the claimed rows, read after the claim's commit: on SQLite the write lock need not be held
+    # for it, and reading later only narrows invariant 2's window.
     with engine.connect().execution_options(read_only=True) as conn:
-        found = _normalise(conn.execute(_CLAIMED, {"issue_id": issue_id, "batch_no": batch_no, "batch_id": batch_id,
-                                                    "when": mailable_at or at}))
+        found = _contacts(conn, issue_id, batch_no, batch_id, mailable_at or at)
     rows, gone = mailable_rows(found)
     if gone:
         with engine.begin() as conn:
@@ -171,7 +202,7 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
                 conn.execute(update(t_del).where(
                     t_del.c.issue_id == issue_id, t_del.c.batch_id == batch_id, t_del.c.state == "in_flight",
                     t_del.c.subscriber_id.in_(gone[i:i + 1000])).values(
-                    state="suppressed", reason="unsubscribed, suppressed or paused since planning"))
+                    state="suppressed", reason="unsubscribed, suppressed or paused since planning", email=None))
     return Claim(batch_id=batch_id, batch_no=batch_no, found=found, rows=tuple(rows), suppressed=tuple(gone))
 
 
@@ -233,7 +264,7 @@ def settle(engine: Engine | Connection, issue_id: int, batch_ids: Sequence[str] 
         changed += conn.execute(update(t_del).where(
             t_del.c.issue_id == issue_id, t_del.c.batch_no == batch_no, t_del.c.batch_id == batch_id,
             t_del.c.state == "in_flight").values(
-            state="sent", sent_at=finished_at, provider_status=status, reason=None)).rowcount
+            state="sent", sent_at=finished_at, provider_status=status, reason=None, email=None)).rowcount
         conn.execute(delete(t_posts).where(t_posts.c.issue_id == issue_id, t_posts.c.batch_id == batch_id))
     return changed
 
@@ -277,7 +308,7 @@ def _record(conn: Connection, issue_id: int, finished: Finished, *, at: datetime
     where = [t_del.c.issue_id == issue_id, t_del.c.batch_no == finished.batch_no,
              t_del.c.batch_id == finished.batch_id, t_del.c.state == "in_flight"]
     for n, ((state, reason, provider_status), ids) in enumerate(ordered, 1):
-        values: dict = {"state": state, "reason": reason, "provider_status": provider_status}
+        values: dict = {"state": state, "reason": reason, "provider_status": provider_status, "email": None}
         if state == "sent":
             values["sent_at"] = at
         if n == len(ordered):

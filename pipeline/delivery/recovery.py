@@ -104,5 +104,5 @@ def reconcile(engine: Engine, issue_id: int, assignments: Mapping[int, str]) -> 
             conn.execute(update(t_del).where(
                 t_del.c.issue_id == issue_id, t_del.c.state == "pending",
                 t_del.c.subscriber_id.in_(dropped[i:i + 1000])).values(
-                state="suppressed", reason="nothing in this issue for their topics any more"))
+                state="suppressed", reason="nothing in this issue for their topics any more", email=None))
     return len(changed), len(dropped)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 STALE_AFTER = timedelta(minutes=30)
 WORKER_MIN_RECIPIENTS = 20_000
 MAX_ATTEMPTS = 3
+SETTLE_BACKLOG = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -338,9 +339,24 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
             ledger.release(engine, issue_id, got[0])
 
     inflight: tuple[ledger.Claim, int, Future] | None = None  # claim, its variant groups, its outcomes
-    unsettled: str | None = None  # a batch recorded by its marker alone, its rows not yet brought in line
+    # Batches recorded by their marker alone, their rows not yet brought in line. Settling runs on its own
+    # thread and connection, off the path between two requests (on PostgreSQL it takes longer than a request);
+    # what piles up meanwhile is settled together, and the loop waits rather than let more than SETTLE_BACKLOG pile up.
+    unsettled: list[str] = []
+    settled: Future | None = None
+
+    def settle_some(wait: bool) -> None:
+        nonlocal settled
+        if settled is not None and (wait or settled.done() or len(unsettled) >= SETTLE_BACKLOG):
+            settled.result()
+            settled = None
+        if settled is None and unsettled:
+            settled = settling.submit(ledger.settle, engine, issue_id, list(unsettled))
+            unsettled.clear()
+
     with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-send") as sending,
-          ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-claim") as claiming):
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-claim") as claiming,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-settle") as settling):
         try:
             claim_ahead()
             while upcoming or inflight is not None:
@@ -354,14 +370,15 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                                              posting=nxt[0] if nxt is not None else None)
                 if inflight is not None:
                     recorded(done, inflight[0], inflight[1])
-                    unsettled = inflight[0].batch_id if deferred else None
+                    if deferred:
+                        unsettled.append(inflight[0].batch_id)
                     inflight = None
                 if nxt is not None:
                     inflight = (nxt[0], len(groups), sending.submit(sender.deliver, groups))
                 claim_ahead()
-                if unsettled is not None:  # while the next batch is on the wire
-                    ledger.settle(engine, issue_id, [unsettled])
-                    unsettled = None
+                settle_some(wait=False)
+            while settled is not None or unsettled:
+                settle_some(wait=True)
         except BaseException:
             for future in upcoming:  # claimed, never posted: back to pending, unflagged
                 _quietly(lambda future=future: give_back(future), issue_id, None)
@@ -374,8 +391,10 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         finally:
             claiming.shutdown(wait=True)  # before the worker goes: a claim in progress may be handing it work
             sender.close()
-            if unsettled is not None:
-                _quietly(lambda: ledger.settle(engine, issue_id, [unsettled]), issue_id, None)
+            if settled is not None:
+                _quietly(settled.result, issue_id, None)
+            if unsettled:
+                _quietly(lambda: ledger.settle(engine, issue_id, unsettled), issue_id, None)
     complete = ledger.complete_if_done(engine, issue_id, at=clock())
     after = ledger.counts(engine, issue_id)
     if write_archive:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -95,6 +96,9 @@ issues = Table(
     Column("period_end", UTC_DT, nullable=False),
     Column("planned_at", UTC_DT, nullable=False),
     Column("completed_at", UTC_DT),
+    # The database's own clock at planning, less a margin: subscriber_changes from then on are checked again
+    # when a batch is claimed. Written and compared only in SQL. None (planned before revision 0003): check all.
+    Column("changes_since", DateTime(timezone=True)),
     UniqueConstraint("digest", "fire_at", name="uq_issues_digest_fire_at"),
 )
 
@@ -122,8 +126,23 @@ deliveries = Table(
     Column("possible_duplicate", Boolean, nullable=False, default=False),
     Column("reason", Text),
     Column("provider_status", String(40)),
+    # The recipient's address and token version as planned, so that a claim need not look up each subscriber;
+    # what changed since is found through subscriber_changes. Cleared once the row is no longer open.
+    Column("email", String(320)),
+    Column("token_version", Integer),
 )
 Index("ix_deliveries_issue_batch", deliveries.c.issue_id, deliveries.c.batch_no, deliveries.c.subscriber_id)
+
+# Written by database triggers (migration 0003), never by the application: which subscribers changed, and when
+# (the database's clock), in a way that can make them unmailable or change their address or links.
+subscriber_changes = Table(
+    "subscriber_changes", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=text("CURRENT_TIMESTAMP")),
+)
+Index("ix_subscriber_changes_subscriber", subscriber_changes.c.subscriber_id, subscriber_changes.c.changed_at)
+Index("ix_subscriber_changes_changed_at", subscriber_changes.c.changed_at)
 
 # A claimed batch whose sending has started. Until ``outcome`` is set, after a crash its rows are the possible
 # duplicates (a claim never posted went nowhere). When the backend took the whole batch, ``outcome`` records it in

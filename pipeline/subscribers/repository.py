@@ -72,8 +72,8 @@ def _eligible_query(columns, *, cadence: str, at: datetime):
 
 
 def eligible_selection(*, cadence: str, at: datetime) -> Select:
-    """(id, topics) of the eligible subscribers, unordered: for planning inside the database."""
-    return _eligible_query([t_sub.c.id, t_sub.c.topics], cadence=cadence, at=at).order_by(None).execution_options(
+    """(id, topics, email, token_version) of the eligible subscribers, unordered: for planning inside the database."""
+    return _eligible_query([t_sub.c.id, t_sub.c.topics, t_sub.c.email, t_sub.c.token_version], cadence=cadence, at=at).order_by(None).execution_options(
         yield_per=None)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from pipeline.delivery import issue_rows, ledger, recovery
 from pipeline.delivery.backend import Outcome
@@ -188,6 +188,80 @@ def test_a_claim_suppresses_whoever_stopped_being_mailable(engine):
     claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
     assert claim.suppressed == (ids[0],) and [r.subscriber_id for r in claim.rows] == ids[1:]
     assert rows(engine, issue_id)[ids[0]].state == "suppressed"
+
+
+def test_a_claim_sees_every_change_since_planning_through_the_change_log(engine):
+    ids, issue_id = planned(engine, 8)
+    planned_rows = rows(engine, issue_id)
+    assert {sid: (r.email, r.token_version) for sid, r in planned_rows.items()} == {
+        sid: (f"reader{sid}@example.org", 0) for sid in ids}  # contacts copied at planning
+    gone_by_status, paused, moved, rotated, deleted, suppressed, untouched, renamed = ids
+    with engine.begin() as conn:
+        conn.execute(update(subscribers).where(subscribers.c.id == gone_by_status).values(status="unsubscribed"))
+        conn.execute(update(subscribers).where(subscribers.c.id == paused).values(paused_until=AT + timedelta(weeks=2)))
+        conn.execute(update(subscribers).where(subscribers.c.id == moved).values(
+            email="moved@example.net", email_key="moved@example.net"))
+        conn.execute(update(subscribers).where(subscribers.c.id == rotated).values(token_version=3))
+        conn.execute(subscribers.delete().where(subscribers.c.id == deleted))
+        repository.suppress(conn, email=f"Reader{suppressed}@Example.org", reason="spamreport", at=AT)
+        conn.execute(update(subscribers).where(subscribers.c.id == renamed).values(name="New name"))  # not watched
+    claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    assert sorted(claim.suppressed) == sorted([gone_by_status, paused, deleted, suppressed])
+    assert {r.subscriber_id: (r.email, r.token_version) for r in claim.rows} == {
+        moved: ("moved@example.net", 0), rotated: (f"reader{rotated}@example.org", 3),
+        untouched: (f"reader{untouched}@example.org", 0), renamed: (f"reader{renamed}@example.org", 0)}
+    got = rows(engine, issue_id)
+    assert {sid for sid, r in got.items() if r.state == "suppressed"} == set(claim.suppressed)
+    assert all(got[sid].email is None for sid in claim.suppressed)
+
+
+def test_rows_keep_no_address_once_done_and_a_retry_looks_it_up(engine):
+    ids, issue_id = planned(engine, 3)
+    claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    ledger.post(engine, issue_id, finished=None, posting=claim, at=AT)
+    ledger.finish(engine, issue_id, ledger.Finished(batch_no=claim.batch_no, batch_id=claim.batch_id, outcomes=[
+        Outcome(subscriber_id=ids[0], state="sent", provider_status="202"),
+        Outcome(subscriber_id=ids[1], state="failed", reason="refused"),
+        Outcome(subscriber_id=ids[2], state="sent", provider_status="202")]), at=AT)
+    assert {sid: (r.state, r.email) for sid, r in rows(engine, issue_id).items()} == {
+        ids[0]: ("sent", None), ids[1]: ("failed", None), ids[2]: ("sent", None)}
+    # The retry finds no planned address on the row, so it reads the subscriber's current one.
+    with engine.begin() as conn:
+        conn.execute(update(subscribers).where(subscribers.c.id == ids[1]).values(
+            email="new@example.com", email_key="new@example.com"))
+        conn.execute(text("DELETE FROM subscriber_changes"))  # the lookup must not depend on the change log
+    assert recovery.requeue_failed(engine, issue_id, max_attempts=3) == 1
+    retry = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    assert [(r.subscriber_id, r.email) for r in retry.rows] == [(ids[1], "new@example.com")]
+
+
+def test_an_issue_planned_before_the_change_log_checks_every_row(engine):
+    ids = add_subscribers(engine, 3)
+    issue_id = add_issue(engine, ids)  # no changes_since, no planned contacts: as revision 0002 left them
+    with engine.begin() as conn:
+        conn.execute(update(subscribers).where(subscribers.c.id == ids[0]).values(status="unsubscribed"))
+        conn.execute(text("DELETE FROM subscriber_changes"))
+    claim = ledger.claim_next(engine, issue_id, (-1, -1), limit=10, worker_id="w", at=AT)
+    assert claim.suppressed == (ids[0],)
+    assert [(r.subscriber_id, r.email) for r in claim.rows] == [(i, f"reader{i}@example.org") for i in ids[1:]]
+
+
+def test_planning_drops_old_changes_that_no_open_issue_watches(engine):
+    ids, first = planned(engine, 2)
+    old = "datetime('now', '-40 days')" if engine.dialect.name == "sqlite" else "now() - interval '40 days'"
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO subscriber_changes (subscriber_id, changed_at) VALUES (1, {old})"))
+        conn.execute(text("UPDATE issues SET changes_since = " + old.replace("40", "41")))  # watched: kept
+    open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=7))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscriber_changes")).scalar() == 1
+    ledger.complete_if_done(engine, first, at=AT)  # not done yet: still watching
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.issue_id == first).values(state="sent"))
+    assert ledger.complete_if_done(engine, first, at=AT)
+    open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=14))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM subscriber_changes")).scalar() == 0
 
 
 def test_the_batch_worker_builds_exactly_what_the_sender_builds(tmp_path, settings, digest_library, digest_schedule):
