@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import Select, column, false, func, insert, literal, select, table, text
 from sqlalchemy.engine import Connection, Engine
@@ -29,6 +30,12 @@ class ByTopics:
     per_variant: Mapping[str, int]  # recipients of each variant, as counted in this transaction
 
 
+class Opened(NamedTuple):
+    issue_id: int
+    created: bool  # this call planned it
+    planned: int  # rows planned by this call (0 when the issue was there already)
+
+
 def find_issue(conn: Connection, digest: str, fire_at: datetime) -> int | None:
     return conn.execute(select(t_iss.c.id).where(t_iss.c.digest == digest, t_iss.c.fire_at == fire_at)).scalar()
 
@@ -43,11 +50,11 @@ def _issue_lock(conn: Connection, digest: str, fire_at: datetime) -> None:
 
 def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[datetime, datetime],
                plan_recipients: Callable[[Connection], ByTopics], *, at: datetime,
-               batch_size: int = 1000) -> tuple[int, bool]:
+               batch_size: int = 1000) -> Opened:
     """Find the issue of ``digest`` at ``fire_at``, or create it with all its delivery rows in one transaction.
 
     ``plan_recipients(conn)`` returns the recipients and their variants, read in the same transaction. It is
-    called only when the issue is new. Returns (issue_id, created).
+    called only when the issue is new.
     """
     for _ in range(3):
         try:
@@ -55,26 +62,26 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                 _issue_lock(conn, digest, fire_at)
                 existing = find_issue(conn, digest, fire_at)
                 if existing is not None:
-                    return existing, False
+                    return Opened(existing, False, 0)
                 issue_id = conn.execute(insert(t_iss).values(
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
                 _start_watching_changes(conn, issue_id)
-                _insert_pending(conn, issue_id, plan_recipients(conn), batch_size)
+                planned = _insert_pending(conn, issue_id, plan_recipients(conn), batch_size)
                 if conn.dialect.name == "postgresql":
                     # Fresh statistics. Planned against an "empty" deliveries table, each claim's join would scan
                     # every pending row per picked row (seen: minutes for 75,000 recipients instead of seconds);
                     # against a just-imported subscribers table, each batch's read would hash the whole table
                     # (seen: 40 ms a batch for 200,000 subscribers, before autovacuum's analyze came round).
                     conn.execute(text("ANALYZE deliveries, subscribers, suppressions"))
-                return issue_id, True
+                return Opened(issue_id, True, planned)
         except IntegrityError:
             continue  # another planner created it between our look and our insert: look again
     with engine.connect() as conn:
         existing = find_issue(conn, digest, fire_at)
     if existing is None:
         raise RuntimeError(f"could not create or find issue {digest} at {fire_at.isoformat()}")
-    return existing, False
+    return Opened(existing, False, 0)
 
 
 CHANGE_MARGIN = 3600  # seconds: longer than any transaction that changes a subscriber
@@ -108,6 +115,8 @@ def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size:
         ["issue_id", "subscriber_id", "variant", "batch_no", "state", "attempts", "possible_duplicate", "email",
          "token_version"], rows)).rowcount
     conn.execute(text("DROP TABLE plan_variants"))
+    if inserted < 0:  # psycopg gives no count for a parameterised INSERT ... SELECT
+        inserted = conn.execute(select(func.count()).where(t_del.c.issue_id == issue_id)).scalar_one()
     return inserted
 
 

@@ -330,10 +330,11 @@ def counts(engine: Engine | Connection, issue_id: int) -> dict[str, int]:
         with engine.connect() as conn:
             return counts(conn, issue_id)
     conn = engine
-    found = dict(conn.execute(select(t_del.c.state, func.count()).where(t_del.c.issue_id == issue_id)
-                              .group_by(t_del.c.state)).all())
-    dups = conn.execute(select(func.count()).where(t_del.c.issue_id == issue_id,
-                                                   t_del.c.possible_duplicate.is_(True))).scalar_one()
+    found, dups = {}, 0
+    for state, n, flagged in conn.execute(  # one pass over the issue's rows: this runs at the end of every send
+            select(t_del.c.state, func.count(), func.count(case((t_del.c.possible_duplicate.is_(True), 1))))
+            .where(t_del.c.issue_id == issue_id).group_by(t_del.c.state)):
+        found[state], dups = n, dups + flagged
     settled = 0
     for batch_no, batch_id in conn.execute(select(t_posts.c.batch_no, t_posts.c.batch_id).where(
             t_posts.c.issue_id == issue_id, t_posts.c.outcome == "sent")).all():  # a few at most, by the batch index

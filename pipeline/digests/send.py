@@ -257,7 +257,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         return issue_rows.ByTopics(selection=repository.eligible_selection(cadence=digest.cadence, at=at),
                                variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant)
 
-    issue_id, created = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
+    issue_id, created, planned_rows = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
                                           batch_size=backend.max_batch)
     skipped_empty = 0
     recovered = 0
@@ -276,7 +276,9 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     # re-plan's own map of subscribers instead of carrying it through the send.
     plan = replace(plan, assignments={})
     planned.clear()
-    before = ledger.counts(engine, issue_id)
+    # A count of a just-planned issue would read every row to learn what the insert just said.
+    before = ({**dict.fromkeys(ledger.STATES, 0), "pending": planned_rows, "possible_duplicate": 0} if created
+              else ledger.counts(engine, issue_id))
     log.info("digest issue opened", extra={"action": "digest_issue_opened", "digest": name, "issue_id": issue_id,
                                             "issue_created": created, "recipients": sum(before[s] for s in ledger.STATES)})
 

@@ -40,9 +40,9 @@ def open_by_topics(engine, topics_of: dict[int, str], variant_of: dict[str, str]
                 per_variant[variant_of[topics]] = per_variant.get(variant_of[topics], 0) + n
         return issue_rows.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
                                    variant_of=variant_of, per_variant=per_variant)
-    issue_id, created = issue_rows.open_issue(engine, "weekly", fire_at, (fire_at - timedelta(days=7), fire_at),
+    issue_id, created, planned_rows = issue_rows.open_issue(engine, "weekly", fire_at, (fire_at - timedelta(days=7), fire_at),
                                               plan, at=AT, batch_size=batch_size)
-    assert created
+    assert created and planned_rows == sum(per_variant.values())
     return issue_id
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import resource
 import threading
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +133,7 @@ class Sink:
     delay: float = 0.0  # seconds to wait before answering each accepted request (crash tests)
     lock: threading.Lock = field(default_factory=threading.Lock)
     cpu_at_reset: float = 0.0  # the sink process's CPU seconds at the last reset (benchmarks report the difference)
+    handling_s: float = 0.0  # wall seconds spent in POST handlers since the last reset (read body to answer)
 
     def cue(self, status: int, headers: dict | None = None, *, times: int = 1, delay: float = 0.0) -> None:
         for _ in range(times):
@@ -150,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/stats":
             with sink.lock:
                 dup = sum(1 for n in sink.per_recipient.values() if n > 1)
-                stats = {"cpu_s": round(_cpu() - sink.cpu_at_reset, 2),
+                stats = {"cpu_s": round(_cpu() - sink.cpu_at_reset, 2), "handling_s": round(sink.handling_s, 2),
                          "requests": sink.requests, "accepted": sink.accepted, "recipients": sink.recipients,
                          "distinct": len(sink.per_recipient), "duplicated": dup, "problems": sink.problems[:20]}
             return self._answer(200, stats)
@@ -158,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
             with sink.lock:
                 sink.requests = sink.accepted = sink.recipients = 0
                 sink.cpu_at_reset = _cpu()
+                sink.handling_s = 0.0
                 sink.per_recipient.clear()
                 sink.problems.clear()
                 sink.bodies.clear()
@@ -165,6 +168,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(404, None)
 
     def do_POST(self) -> None:  # noqa: N802
+        started = time.perf_counter()
+        try:
+            self._post()
+        finally:
+            with self.sink.lock:
+                self.sink.handling_s += time.perf_counter() - started
+
+    def _post(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         sink = self.sink
