@@ -75,7 +75,8 @@ def test_oversized_substitutions_fail_that_recipient_only(server):
 
 
 def test_429_is_retried_after_the_time_the_server_asks(server):
-    server.sink.cue(429, {"X-RateLimit-Reset": str(int(time.time()) + 3)})
+    # Whole seconds: 4 ahead is at least 3 s away however far into the current second we are.
+    server.sink.cue(429, {"X-RateLimit-Reset": str(int(time.time()) + 4)})
     server.sink.cue(429, {"Retry-After": "2"})
     b, slept = backend(server)
     outcomes = b.send_batch(issue(), variant(), [recipient(1)])
