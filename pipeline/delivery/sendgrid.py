@@ -222,7 +222,7 @@ class SendGridBackend:
             if not body:
                 continue
             status = str(self.post(body))
-            outcomes.extend(Outcome(subscriber_id=i, state="sent", provider_status=status) for i in ids)
+            outcomes.extend([Outcome(i, "sent", None, status) for i in ids])  # positional: a thousand a batch
         return outcomes
 
     def send_message(self, msg: EmailMessage) -> None:

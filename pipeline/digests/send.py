@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -128,9 +128,8 @@ class _BatchSender:
     def start_worker(self, settings: Settings, digest) -> None:
         self.worker = BatchWorker(settings, digest, self.plan.fire_at, self.meta, self.backend.batch_preparer())
 
-    def _groups(self, found: ledger.BatchRows) -> tuple[list[tuple[str, list]], list[_Group]]:
+    def _groups(self, rows: Sequence[ledger.ClaimedRow]) -> tuple[list[tuple[str, list]], list[_Group]]:
         """The rows to send, by variant, and groups decided without sending."""
-        rows, _gone = ledger.mailable_rows(found)
         by_variant: dict[str, list[ledger.ClaimedRow]] = {}
         for row in rows:
             by_variant.setdefault(row.variant, []).append(row)
@@ -147,7 +146,7 @@ class _BatchSender:
         return todo, decided
 
     def build(self, claim: ledger.Claim) -> list[_Group]:
-        todo, groups = self._groups(claim.found)
+        todo, groups = self._groups(claim.rows)
         build = self.builder.build
         for key, members in todo:
             recipients = [build(r.subscriber_id, r.email, r.token_version) for r in members]
@@ -162,7 +161,7 @@ class _BatchSender:
         if self.worker is None:
             groups = self.build(claim)
             return lambda: groups
-        todo, decided = self._groups(claim.found)
+        todo, decided = self._groups(claim.rows)
         future = self.worker.submit(claim.batch_id, [(key, self.rendered[key], rows) for key, rows in todo])
 
         def result() -> list[_Group]:
