@@ -22,10 +22,10 @@ from pipeline.store.tables import issues as t_iss
 
 @dataclass(frozen=True, kw_only=True)
 class ByTopics:
-    """Recipients as a query of (id, topics as stored), each to get the variant of its topics: planned inside the
-    database, without reading every recipient into this process and writing it back."""
+    """Recipients as a query of (id, topics as stored, email, token_version), each to get the variant of its topics:
+    planned inside the database, without reading every recipient into this process and writing it back."""
 
-    selection: Select  # with each recipient's email and token_version too
+    selection: Select
     variant_of: Mapping[str, str]  # topics as stored -> variant key; other topics get nothing
     per_variant: Mapping[str, int]  # recipients of each variant, as counted in this transaction
 

@@ -137,7 +137,8 @@ def _contacts(conn: Connection, issue_id: int, batch_no: int, batch_id: str, whe
     changed = set(conn.execute(_CHANGED, {"issue_id": issue_id, "lo": planned[0][0], "hi": planned[-1][0]}).scalars())
     if -1 in changed or len(recheck | changed) * 2 > len(planned):
         return _normalise(conn.execute(_CLAIMED, keys))
-    recheck |= changed & {row[0] for row in planned}
+    if changed:
+        recheck |= changed & {row[0] for row in planned}
     if not recheck:
         return planned
     fresh = {row[0]: row for row in _normalise(conn.execute(_RECHECK, {**keys, "ids": sorted(recheck)}))}

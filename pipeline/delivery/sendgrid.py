@@ -17,12 +17,12 @@ import logging
 import random
 import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 from json.encoder import encode_basestring as _encode_string
-import urllib.request
 from urllib.error import URLError
 
 import python_http_client.exceptions as http_errors

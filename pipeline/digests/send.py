@@ -256,8 +256,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         return issue_rows.ByTopics(selection=repository.eligible_selection(cadence=digest.cadence, at=at),
                                variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant)
 
-    issue_id, created, planned_rows = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients, at=clock(),
-                                          batch_size=backend.max_batch)
+    issue_id, created, planned_rows = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients,
+                                                            at=clock(), batch_size=backend.max_batch)
     skipped_empty = 0
     recovered = 0
     if created:
