@@ -185,6 +185,31 @@ def test_crash_then_rerun_finishes_adds_nobody_and_drops_the_unsubscribed(send, 
     assert states == {ann: "sent", bo: "sent", cy: "suppressed"}
 
 
+def test_a_failed_settle_stops_the_send_and_the_next_run_finishes_without_duplicates(send, add_subscriber, engine,
+                                                                                      monkeypatch):
+    emails = [f"reader{i}@example.org" for i in range(30)]
+    for email in emails:
+        add_subscriber(email)
+    backend = MemoryBackend(max_batch=2)  # 15 batches, settled on their own thread
+    real_settle, calls = ledger.settle, []
+
+    def failing_settle(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("database went away while settling")
+        return real_settle(*args, **kw)
+    monkeypatch.setattr(ledger, "settle", failing_settle)
+    with pytest.raises(RuntimeError, match="while settling"):
+        send(backend=backend)
+    first_run = len(backend.sent)
+    assert 0 < first_run < len(emails)
+    monkeypatch.setattr(ledger, "settle", real_settle)
+    report = send(backend=backend)
+    assert report.complete and report.possible_duplicates == 0
+    assert report.counts["sent"] == len(emails) and report.sent_now == len(emails) - first_run
+    assert sorted(r.email for _issue, _variant, r in backend.sent) == sorted(emails)  # each exactly once
+
+
 def test_failed_sends_are_retried_on_the_next_run(send, settings, add_subscriber, engine):
     add_subscriber("ann@example.org")
     add_subscriber("bo@example.org")
