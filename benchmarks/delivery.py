@@ -181,7 +181,7 @@ def time_phases() -> dict[str, float]:
         setattr(owner, name, timed)
 
     wrap(issue_rows, "open_issue", "open_issue")
-    for name in ("claim_next", "post", "settle", "counts", "complete_if_done"):
+    for name in ("claim_next", "post", "settle", "counts", "close_issue"):
         wrap(ledger, name, name)
     wrap(recovery, "recover_stale", "recover_stale")
     wrap(send._BatchSender, "build", "build")

@@ -330,31 +330,37 @@ def counts(engine: Engine | Connection, issue_id: int) -> dict[str, int]:
     if isinstance(engine, Engine):
         with engine.connect() as conn:
             return counts(conn, issue_id)
-    conn = engine
-    found, dups = {}, 0
-    for state, n, flagged in conn.execute(  # one pass over the issue's rows: this runs at the end of every send
+    return _with_markers(engine, issue_id, _state_counts(engine, issue_id))
+
+
+def _state_counts(conn: Connection, issue_id: int) -> dict[str, int]:
+    """Rows per state as stored, and ``possible_duplicate``: one pass over the issue's rows."""
+    found = {s: 0 for s in STATES} | {"possible_duplicate": 0}
+    for state, n, flagged in conn.execute(
             select(t_del.c.state, func.count(), func.count(case((t_del.c.possible_duplicate.is_(True), 1))))
             .where(t_del.c.issue_id == issue_id).group_by(t_del.c.state)):
-        found[state], dups = n, dups + flagged
+        found[state] = int(n)
+        found["possible_duplicate"] += int(flagged)
+    return found
+
+
+def _with_markers(conn: Connection, issue_id: int, found: dict[str, int]) -> dict[str, int]:
     settled = 0
     for batch_no, batch_id in conn.execute(select(t_posts.c.batch_no, t_posts.c.batch_id).where(
             t_posts.c.issue_id == issue_id, t_posts.c.outcome == "sent")).all():  # a few at most, by the batch index
         settled += conn.execute(select(func.count()).where(
             t_del.c.issue_id == issue_id, t_del.c.batch_no == batch_no, t_del.c.batch_id == batch_id,
             t_del.c.state == "in_flight")).scalar_one()
-    out = {s: int(found.get(s, 0)) for s in STATES}
-    out["sent"] += settled
-    out["in_flight"] -= settled
-    out["possible_duplicate"] = int(dups)
-    return out
+    return found | {"sent": found["sent"] + settled, "in_flight": found["in_flight"] - settled}
 
 
-def complete_if_done(engine: Engine, issue_id: int, *, at: datetime) -> bool:
-    """Stamp the issue complete once no row is pending or in flight. Returns whether it is complete."""
+def close_issue(engine: Engine, issue_id: int, *, at: datetime) -> tuple[bool, dict[str, int]]:
+    """Stamp the issue complete once no row is pending or in flight. Returns whether it is complete, and the counts
+    ``counts`` gives, from the same pass over the rows (at the end of a send, each pass reads every row)."""
     with engine.begin() as conn:
-        left = conn.execute(select(func.count()).where(
-            t_del.c.issue_id == issue_id, t_del.c.state.in_(OPEN_STATES))).scalar_one()
-        if left:
-            return False
-        conn.execute(update(t_iss).where(t_iss.c.id == issue_id, t_iss.c.completed_at.is_(None)).values(completed_at=at))
-        return True
+        found = _state_counts(conn, issue_id)
+        complete = not any(found[s] for s in OPEN_STATES)
+        if complete:
+            conn.execute(update(t_iss).where(t_iss.c.id == issue_id, t_iss.c.completed_at.is_(None))
+                         .values(completed_at=at))
+        return complete, _with_markers(conn, issue_id, found)

@@ -396,8 +396,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 _quietly(settled.result, issue_id, None)
             if unsettled:
                 _quietly(lambda: ledger.settle(engine, issue_id, unsettled), issue_id, None)
-    complete = ledger.complete_if_done(engine, issue_id, at=clock())
-    after = ledger.counts(engine, issue_id)
+    complete, after = ledger.close_issue(engine, issue_id, at=clock())
     if write_archive:
         archive.write_issue(plan, sender.renderer, settings, schedule)
     return SendReport(

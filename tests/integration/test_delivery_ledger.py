@@ -255,10 +255,10 @@ def test_planning_drops_old_changes_that_no_open_issue_watches(engine):
     open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=7))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriber_changes")).scalar() == 1
-    assert not ledger.complete_if_done(engine, first, at=AT)  # rows still pending: it still watches
+    assert not ledger.close_issue(engine, first, at=AT)[0]  # rows still pending: it still watches
     with engine.begin() as conn:
         conn.execute(update(deliveries).where(deliveries.c.issue_id == first).values(state="sent"))
-    assert ledger.complete_if_done(engine, first, at=AT)
+    assert ledger.close_issue(engine, first, at=AT)[0]
     open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=14))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriber_changes")).scalar() == 0
