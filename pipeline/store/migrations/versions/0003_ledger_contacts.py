@@ -1,6 +1,9 @@
 """deliveries carry each recipient's address and token version from planning; subscriber_changes logs, by trigger,
 every change since that may make a planned recipient unmailable or change their contact
 
+A later migration that rebuilds subscribers or suppressions on SQLite (batch_alter_table copies the table) drops
+these triggers with the old table and must create them again; the ledger tests fail if they are missing.
+
 Revision ID: 0003
 Revises: 0002
 """
