@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import random
+import re
 import socket
 import time
 import urllib.request
@@ -69,6 +71,9 @@ def tracking_settings(enabled: bool) -> dict:
             "ganalytics": {"enable": enabled}}
 
 
+_PLACEHOLDER = re.compile(r"%[%sd]")
+
+
 class BatchEncoder:
     """Serialises Mail Send requests for one (issue, variant): the shared part once, then each recipient."""
 
@@ -106,8 +111,7 @@ class BatchEncoder:
         # Recipients of one digest share their substitution and header names, so the JSON around the values is
         # built once per set of names (a "shape") and each recipient only fills it in.
         q = _encode_string
-        tail = f',"custom_args":{{"{ARG_ISSUE}":{q(self.issue_arg)},"{ARG_BATCH}":{q(batch_id)},"{ARG_RECIPIENT}":"'
-        tail = tail.replace("%", "%%") + '%d"}}'
+        tail = self._args_tail(batch_id)
         shapes = self._shapes
         parts, refused = [], []
         for r in recipients:
@@ -129,6 +133,61 @@ class BatchEncoder:
         if not parts:
             return "", refused
         return '{"personalizations":[' + ",".join(parts) + self._tail, refused
+
+    def encode_like(self, prototype: Recipient, markers: Sequence[str], rows: Sequence[tuple[int, Sequence[str]]],
+                    batch_id: str) -> tuple[str, list[Outcome]]:
+        """What ``encode`` writes, for recipients that differ from ``prototype`` only where its values hold
+        ``markers``: each row is (subscriber id, the texts that take the markers' places, in order). The JSON around
+        the texts is written once from ``prototype``, so each recipient costs only the escaping of its own texts:
+        about half of ``encode``'s time (tests check that both write the same text)."""
+        if len(rows) > MAX_PERSONALIZATIONS:
+            raise ValueError(f"at most {MAX_PERSONALIZATIONS} recipients per request")
+        fmt, slots, fixed_bytes, sized = self._like(prototype, tuple(markers), batch_id)
+        pick = operator.itemgetter(*slots, len(markers))  # the escaped texts in template order, then the id
+        # Bytes of the marked substitutions are at most 4 a character, times the most often a text recurs there.
+        bound = 4 * max((sized.count(i) for i in sized), default=0)
+        q = _encode_string
+        parts, refused = [], []
+        for sid, texts in rows:
+            # As in encode: only a long set of substitutions needs counting in bytes.
+            if (fixed_bytes + bound * sum(map(len, texts)) > MAX_SUBSTITUTION_BYTES
+                    and fixed_bytes + sum(len(texts[i].encode("utf-8")) for i in sized) > MAX_SUBSTITUTION_BYTES):
+                refused.append(Outcome(subscriber_id=sid, state="failed",
+                                       reason=f"substitutions exceed {MAX_SUBSTITUTION_BYTES} bytes"))
+                continue
+            values = [q(t)[1:-1] for t in texts]
+            values.append(int(sid))
+            parts.append(fmt % pick(values))
+        if not parts:
+            return "", refused
+        return '{"personalizations":[' + ",".join(parts) + self._tail, refused
+
+    def _like(self, prototype: Recipient, markers: tuple[str, ...],
+              batch_id: str) -> tuple[str, list[int], int, list[int]]:
+        """encode's %-template for ``prototype`` with each marker left as %s: (template, which text goes in each
+        %s, the substitutions' bytes besides the markers, the markers in the substitutions)."""
+        subs, headers = prototype.substitutions, prototype.headers
+        template, _key_chars, own_message_id = self._shape(subs, headers)
+        values = [prototype.email, *subs.values(), str(prototype.message_id if own_message_id else headers["Message-ID"]),
+                  *[v for k, v in headers.items() if k != "Message-ID"]]
+        marker = re.compile("|".join(map(re.escape, markers)))
+        filled, slots = [], []
+        for value in values:
+            found = marker.findall(value)
+            slots += [markers.index(m) for m in found]
+            filled.append('"' + "%s".join(_encode_string(piece)[1:-1].replace("%", "%%")
+                                          for piece in marker.split(value)) + '"')
+        fills = iter(filled)
+        fmt = _PLACEHOLDER.sub(lambda m: next(fills) if m.group(0) == "%s" else m.group(0),
+                               template + self._args_tail(batch_id))
+        fixed = sum(len(k.encode("utf-8")) + len(marker.sub("", v).encode("utf-8")) for k, v in subs.items())
+        sized = [markers.index(m) for v in subs.values() for m in marker.findall(v)]
+        return fmt, slots, fixed, sized
+
+    def _args_tail(self, batch_id: str) -> str:
+        q = _encode_string
+        tail = f',"custom_args":{{"{ARG_ISSUE}":{q(self.issue_arg)},"{ARG_BATCH}":{q(batch_id)},"{ARG_RECIPIENT}":"'
+        return tail.replace("%", "%%") + '%d"}}'
 
     def _shape(self, subs: Mapping[str, str], headers: Mapping[str, str]) -> tuple[str, int, bool]:
         """The %-template of one personalization for these substitution and header names (values left as %s)."""
@@ -154,19 +213,34 @@ class BatchPreparer:
 
     def __call__(self, issue: IssueMeta, variant: RenderedVariant, recipients: Sequence[Recipient],
                  batch_id: str) -> list[tuple[str, list[int], list[Outcome]]]:
+        encoder = self._encoder(issue, variant)
+        return self._chunked(recipients, lambda chunk: encoder.encode(chunk, batch_id), lambda r: r.subscriber_id)
+
+    def prepare_like(self, issue: IssueMeta, variant: RenderedVariant, prototype: Recipient, markers: Sequence[str],
+                     rows: Sequence[tuple[int, Sequence[str]]], batch_id: str) -> list[tuple[str, list[int], list[Outcome]]]:
+        """What calling this preparer gives, for recipients described as in ``BatchEncoder.encode_like``."""
+        encoder = self._encoder(issue, variant)
+        return self._chunked(rows, lambda chunk: encoder.encode_like(prototype, markers, chunk, batch_id),
+                             lambda row: row[0])
+
+    @staticmethod
+    def _chunked(items: Sequence, encode: Callable, id_of: Callable) -> list[tuple[str, list[int], list[Outcome]]]:
+        out = []
+        for start in range(0, len(items), MAX_PERSONALIZATIONS):
+            chunk = items[start:start + MAX_PERSONALIZATIONS]
+            body, refused = encode(chunk)
+            left_out = {o.subscriber_id for o in refused}
+            out.append((body, [id_of(item) for item in chunk if id_of(item) not in left_out], refused))
+        return out
+
+    def _encoder(self, issue: IssueMeta, variant: RenderedVariant) -> BatchEncoder:
         key = (issue, variant.key)
         encoder = self._encoders.get(key)
         if encoder is None:
             if len(self._encoders) > 64:
                 self._encoders.clear()
             encoder = self._encoders[key] = BatchEncoder(issue, variant, tracking=self.tracking)
-        out = []
-        for start in range(0, len(recipients), MAX_PERSONALIZATIONS):
-            chunk = recipients[start:start + MAX_PERSONALIZATIONS]
-            body, refused = encoder.encode(chunk, batch_id)
-            left_out = {o.subscriber_id for o in refused}
-            out.append((body, [r.subscriber_id for r in chunk if r.subscriber_id not in left_out], refused))
-        return out
+        return encoder
 
     def clear(self) -> None:
         self._encoders.clear()

@@ -24,17 +24,25 @@ Group = tuple[str, RenderedVariant | None, list[tuple[int, str, int]]]
 _state: dict = {}
 
 
+# Stand-ins for each recipient's own parts in the one recipient built per issue to give every recipient's shape.
+_MARKERS = ("\0email\0", "\0message-id\0", "\0unsubscribe\0", "\0preferences\0")
+
+
 def _start(settings: Settings, digest: Digest, fire_at: datetime, meta: IssueMeta, preparer: Callable) -> None:
-    _state.update(build=RecipientBuilder(settings, digest, fire_at).build, meta=meta, preparer=preparer, variants={})
+    builder = RecipientBuilder(settings, digest, fire_at)
+    _state.update(personal=builder.personal, prototype=builder.assemble(0, *_MARKERS), meta=meta, preparer=preparer,
+                  variants={})
 
 
 def _prepare(batch_id: str, groups: Sequence[Group]) -> list:
-    build, variants, prepare, meta = _state["build"], _state["variants"], _state["preparer"], _state["meta"]
+    personal, variants, prepare, meta = _state["personal"], _state["variants"], _state["preparer"], _state["meta"]
     out = []
     for key, variant, rows in groups:
         if variant is not None:
             variants[key] = variant
-        out.append(prepare(meta, variants[key], [build(sid, email, version) for sid, email, version in rows], batch_id))
+        out.append(prepare.prepare_like(meta, variants[key], _state["prototype"], _MARKERS,
+                                        [(sid, (email, *personal(sid, version))) for sid, email, version in rows],
+                                        batch_id))
     return out
 
 

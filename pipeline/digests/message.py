@@ -61,14 +61,22 @@ class RecipientBuilder:
         return f"<{self._prefix}.s{subscriber_id}.{mac.hexdigest()[:8]}@{self.domain}>"
 
     def build(self, subscriber_id: int, email: str, token_version: int = 0) -> Recipient:
-        # Tokens carry the fire time as their issue time: the same links on every run of this issue.
+        return self.assemble(subscriber_id, email, *self.personal(subscriber_id, token_version))
+
+    def personal(self, subscriber_id: int, token_version: int = 0) -> tuple[str, str, str]:
+        """What differs between recipients besides the address: (Message-ID, unsubscribe token, preferences token).
+        Tokens carry the fire time as their issue time: the same links on every run of this issue."""
         unsubscribe, preferences = self._sign(_PURPOSES, subscriber_id, token_version, self._timestamp)
-        site = self.site
         mac = self._mac.copy()
         local = f"{self._prefix}.s{subscriber_id}"
         mac.update(local.encode())
+        return f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>", unsubscribe, preferences
+
+    def assemble(self, subscriber_id: int, email: str, message_id: str, unsubscribe: str, preferences: str) -> Recipient:
+        """A recipient from its parts (``personal``); with markers for parts, the shape of every recipient."""
+        site = self.site
         return Recipient(
-            subscriber_id, email, f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>",
+            subscriber_id, email, message_id,
             {UNSUBSCRIBE: f"{site}/unsubscribe/{unsubscribe}", PREFERENCES: f"{site}/preferences/{preferences}"},
             {"List-Unsubscribe": f"<{site}/u/{unsubscribe}>", "List-Unsubscribe-Post": ONE_CLICK},
         )
