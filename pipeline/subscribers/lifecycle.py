@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
+from pipeline.store.tables import subscriber_changes as t_changes
 from pipeline.store.tables import subscribers as t_sub
 from pipeline.subscribers import repository
 from pipeline.subscribers.model import CADENCES, Subscriber, email_key, join_topics
@@ -237,3 +238,5 @@ def delete_data(conn: Connection, sub: Subscriber) -> None:
     """Delete the subscriber and their delivery records. Nothing is suppressed: they may come back."""
     conn.execute(delete(t_del).where(t_del.c.subscriber_id == sub.id))
     conn.execute(delete(t_sub).where(t_sub.c.id == sub.id))
+    # With their ledger rows gone, no issue needs to know of their changes (the delete itself logged one).
+    conn.execute(delete(t_changes).where(t_changes.c.subscriber_id == sub.id))

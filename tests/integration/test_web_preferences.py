@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from websupport import T0, csrf_of
 
 from pipeline.store import tables
@@ -165,10 +165,13 @@ def test_delete_my_data_then_old_links_are_kind(any_site):
     one_click = unsubscribe.replace("/unsubscribe/", "/u/")
     confirm_page = site.get(prefs + "/delete")
     assert confirm_page.status_code == 200 and "Delete your data?" in confirm_page.page
-    assert site.subscriber("wyn@example.org") is not None, "the confirmation page must not delete"
+    wyn = site.subscriber("wyn@example.org")
+    assert wyn is not None, "the confirmation page must not delete"
     r = site.post(prefs + "/delete", data={"csrf_token": csrf_of(confirm_page.text)})
     assert r.status_code == 200 and "Your data is deleted" in r.page
     assert site.subscriber("wyn@example.org") is None
+    with site.engine.connect() as conn:  # not even their id in the change log the delete itself wrote to
+        assert conn.execute(select(tables.subscriber_changes).where(tables.subscriber_changes.c.subscriber_id == wyn.id)).all() == []
     assert site.suppression("wyn@example.org") is None, "deleting data suppresses nothing"
     for url in (prefs, unsubscribe, one_click):
         page = site.get(url)
