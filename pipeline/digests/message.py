@@ -67,10 +67,7 @@ class RecipientBuilder:
         """What differs between recipients besides the address: (Message-ID, unsubscribe token, preferences token).
         Tokens carry the fire time as their issue time: the same links on every run of this issue."""
         unsubscribe, preferences = self._sign(_PURPOSES, subscriber_id, token_version, self._timestamp)
-        mac = self._mac.copy()
-        local = f"{self._prefix}.s{subscriber_id}"
-        mac.update(local.encode())
-        return f"<{local}.{mac.hexdigest()[:8]}@{self.domain}>", unsubscribe, preferences
+        return self.message_id(subscriber_id), unsubscribe, preferences
 
     def assemble(self, subscriber_id: int, email: str, message_id: str, unsubscribe: str, preferences: str) -> Recipient:
         """A recipient from its parts (``personal``); with markers for parts, the shape of every recipient."""

@@ -73,8 +73,8 @@ def _eligible_query(columns, *, cadence: str, at: datetime):
 
 def eligible_selection(*, cadence: str, at: datetime) -> Select:
     """(id, topics, email, token_version) of the eligible subscribers, unordered: for planning inside the database."""
-    return _eligible_query([t_sub.c.id, t_sub.c.topics, t_sub.c.email, t_sub.c.token_version], cadence=cadence, at=at).order_by(None).execution_options(
-        yield_per=None)
+    columns = [t_sub.c.id, t_sub.c.topics, t_sub.c.email, t_sub.c.token_version]
+    return _eligible_query(columns, cadence=cadence, at=at).order_by(None).execution_options(yield_per=None)
 
 
 def eligible_topic_counts(conn: Connection, *, cadence: str, at: datetime) -> list[tuple[str, int]]:
