@@ -111,11 +111,13 @@ def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size:
     rows = select(literal(issue_id), chosen.c.id, pv.c.variant, pv.c.first_batch + place // batch_size,
                   literal("pending"), literal(0), false(), chosen.c.email, chosen.c.token_version,
                   ).join_from(chosen, pv, pv.c.topics == chosen.c.topics)
+    # preserve_rowcount: without it SQLAlchemy gives -1 for an INSERT ... SELECT on PostgreSQL, and counting the
+    # rows again took 0.17 s for 750,000.
     inserted = conn.execute(insert(t_del).from_select(
         ["issue_id", "subscriber_id", "variant", "batch_no", "state", "attempts", "possible_duplicate", "email",
-         "token_version"], rows)).rowcount
+         "token_version"], rows).execution_options(preserve_rowcount=True)).rowcount
     conn.execute(text("DROP TABLE plan_variants"))
-    if inserted < 0:  # psycopg gives no count for a parameterised INSERT ... SELECT
+    if inserted < 0:  # a driver that reports no count
         inserted = conn.execute(select(func.count()).where(t_del.c.issue_id == issue_id)).scalar_one()
     return inserted
 

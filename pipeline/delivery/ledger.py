@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import NamedTuple
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, tuple_, update
@@ -50,11 +51,27 @@ class Claim:
     batch_id: str
     batch_no: int
     found: BatchRows  # every row claimed, mailable or not
-    rows: tuple[ClaimedRow, ...]
     suppressed: tuple[int, ...]  # claimed, but no longer mailable: marked suppressed, never sent
 
     def __bool__(self) -> bool:
         return bool(self.found)
+
+    @cached_property
+    def rows(self) -> tuple[ClaimedRow, ...]:
+        """The rows to send. A sender reads them by variant instead (``by_variant``), without a tuple per row."""
+        return tuple(ClaimedRow(sid, key, email, version, bool(dup))
+                     for sid, key, dup, email, version, mailable in self.found if mailable)
+
+    def by_variant(self) -> dict[str, list[tuple[int, str, int]]]:
+        """The rows to send as (subscriber_id, email, token_version), by variant, in subscriber order."""
+        groups: dict[str, list[tuple[int, str, int]]] = {}
+        for sid, key, _dup, email, version, mailable in self.found:
+            if mailable:
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = []
+                group.append((sid, email, version))
+        return groups
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,17 +81,6 @@ class Finished:
     batch_no: int
     batch_id: str
     outcomes: Sequence[Outcome]
-
-
-def mailable_rows(found: BatchRows) -> tuple[list[ClaimedRow], list[int]]:
-    """Split a batch read into rows to send and ids no longer mailable."""
-    rows, gone = [], []
-    for sid, key, dup, email, version, mailable in found:
-        if mailable:
-            rows.append(ClaimedRow(sid, key, email, version, bool(dup)))
-        else:
-            gone.append(sid)
-    return rows, gone
 
 
 _NEXT_BATCH = (select(t_del.c.batch_no)
@@ -156,7 +162,7 @@ def _no_flush_wait(conn: Connection) -> None:
 
 
 def _normalise(result) -> BatchRows:
-    # The driver's own tuples, without building SQLAlchemy rows: a thousand a batch. mailable_rows reads the
+    # The driver's own tuples, without building SQLAlchemy rows: a thousand a batch. Claim reads the
     # flags as truth values, whatever type the driver gives them.
     try:
         return tuple(result.cursor.fetchall())
@@ -196,7 +202,7 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
     # for it, and reading later only narrows invariant 2's window.
     with engine.connect().execution_options(read_only=True) as conn:
         found = _contacts(conn, issue_id, batch_no, batch_id, mailable_at or at)
-    rows, gone = mailable_rows(found)
+    gone = [row[0] for row in found if not row[5]]
     if gone:
         with engine.begin() as conn:
             for i in range(0, len(gone), 1000):
@@ -204,7 +210,7 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
                     t_del.c.issue_id == issue_id, t_del.c.batch_id == batch_id, t_del.c.state == "in_flight",
                     t_del.c.subscriber_id.in_(gone[i:i + 1000])).values(
                     state="suppressed", reason="unsubscribed, suppressed or paused since planning", email=None))
-    return Claim(batch_id=batch_id, batch_no=batch_no, found=found, rows=tuple(rows), suppressed=tuple(gone))
+    return Claim(batch_id=batch_id, batch_no=batch_no, found=found, suppressed=tuple(gone))
 
 
 def post(engine: Engine, issue_id: int, *, finished: Finished | None, posting: Claim | None,

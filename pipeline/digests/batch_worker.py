@@ -28,14 +28,13 @@ _state: dict = {}
 _MARKERS = ("\0email\0", "\0message-id\0", "\0unsubscribe\0", "\0preferences\0")
 
 
-def _start(settings: Settings, digest: Digest, fire_at: datetime, meta: IssueMeta, preparer: Callable) -> None:
+def _start(settings: Settings, digest: Digest, fire_at: datetime, preparer: Callable) -> None:
     builder = RecipientBuilder(settings, digest, fire_at)
-    _state.update(personal=builder.personal, prototype=builder.assemble(0, *_MARKERS), meta=meta, preparer=preparer,
-                  variants={})
+    _state.update(personal=builder.personal, prototype=builder.assemble(0, *_MARKERS), preparer=preparer, variants={})
 
 
-def _prepare(batch_id: str, groups: Sequence[Group]) -> list:
-    personal, variants, prepare, meta = _state["personal"], _state["variants"], _state["preparer"], _state["meta"]
+def _prepare(meta: IssueMeta, batch_id: str, groups: Sequence[Group]) -> list:
+    personal, variants, prepare = _state["personal"], _state["variants"], _state["preparer"]
     out = []
     for key, variant, rows in groups:
         if variant is not None:
@@ -56,21 +55,21 @@ def _usage() -> tuple[int, float]:
 class BatchWorker:
     """One worker process; ``submit`` returns a Future of one prepared payload per group, in order."""
 
-    def __init__(self, settings: Settings, digest: Digest, fire_at: datetime, meta: IssueMeta, preparer: Callable):
+    def __init__(self, settings: Settings, digest: Digest, fire_at: datetime, preparer: Callable):
         # forkserver: never fork a parent that may be running threads (web server, scheduler, our sending thread).
         ctx = multiprocessing.get_context("forkserver")
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_start,
-                                         initargs=(settings, digest, fire_at, meta, preparer))
+                                         initargs=(settings, digest, fire_at, preparer))
+        self._pool.submit(int)  # the process starts now, not with the first batch: a send plans its issue meanwhile
         self._known: set[str] = set()
 
-    def submit(self, batch_id: str, groups: Sequence[tuple[str, RenderedVariant, Sequence]]) -> Future:
-        """``groups``: (key, rendered variant, claimed rows with subscriber_id, email and token_version)."""
+    def submit(self, meta: IssueMeta, batch_id: str, groups: Sequence[tuple[str, RenderedVariant, list]]) -> Future:
+        """``groups``: (key, rendered variant, claimed rows as (subscriber_id, email, token_version))."""
         payload: list[Group] = []
         for key, variant, rows in groups:
-            payload.append((key, None if key in self._known else variant,
-                            [(r.subscriber_id, r.email, r.token_version) for r in rows]))
+            payload.append((key, None if key in self._known else variant, rows))
             self._known.add(key)
-        return self._pool.submit(_prepare, batch_id, payload)
+        return self._pool.submit(_prepare, meta, batch_id, payload)
 
     def usage(self) -> tuple[float, float]:
         """The worker's peak resident memory (MB) and CPU seconds so far (benchmarks report them)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -125,18 +125,12 @@ class _BatchSender:
         self._prepare = getattr(backend, "prepare_batch", None)
         self.worker: BatchWorker | None = None
 
-    def start_worker(self, settings: Settings, digest) -> None:
-        self.worker = BatchWorker(settings, digest, self.plan.fire_at, self.meta, self.backend.batch_preparer())
-
-    def _groups(self, rows: Sequence[ledger.ClaimedRow]) -> tuple[list[tuple[str, list]], list[_Group]]:
-        """The rows to send, by variant, and groups decided without sending."""
-        by_variant: dict[str, list[ledger.ClaimedRow]] = {}
-        for row in rows:
-            by_variant.setdefault(row.variant, []).append(row)
+    def _groups(self, claim: ledger.Claim) -> tuple[list[tuple[str, list[tuple[int, str, int]]]], list[_Group]]:
+        """The rows to send as (subscriber_id, email, token_version), by variant, and groups decided without sending."""
         todo, decided = [], []
-        for key, members in by_variant.items():
+        for key, members in claim.by_variant().items():
             if key not in self.plan.variants:  # planned by a concurrent run with other content: retry next run
-                ids = [r.subscriber_id for r in members]
+                ids = [sid for sid, _email, _version in members]
                 decided.append(_Group(key=key, ids=ids, recipients=[], payload=None, outcomes=[
                     Outcome(subscriber_id=i, state="failed", reason="variant not in this run's plan") for i in ids]))
                 continue
@@ -146,13 +140,13 @@ class _BatchSender:
         return todo, decided
 
     def build(self, claim: ledger.Claim) -> list[_Group]:
-        todo, groups = self._groups(claim.rows)
+        todo, groups = self._groups(claim)
         build = self.builder.build
         for key, members in todo:
-            recipients = [build(r.subscriber_id, r.email, r.token_version) for r in members]
+            recipients = [build(sid, email, version) for sid, email, version in members]
             payload = (self._prepare(self.meta, self.rendered[key], recipients, claim.batch_id)
                        if self._prepare is not None else None)
-            groups.append(_Group(key=key, ids=[r.subscriber_id for r in members], recipients=recipients,
+            groups.append(_Group(key=key, ids=[r.subscriber_id for r in recipients], recipients=recipients,
                                  payload=payload, outcomes=[]))
         return groups
 
@@ -161,8 +155,8 @@ class _BatchSender:
         if self.worker is None:
             groups = self.build(claim)
             return lambda: groups
-        todo, decided = self._groups(claim.rows)
-        future = self.worker.submit(claim.batch_id, [(key, self.rendered[key], rows) for key, rows in todo])
+        todo, decided = self._groups(claim)
+        future = self.worker.submit(self.meta, claim.batch_id, [(key, self.rendered[key], rows) for key, rows in todo])
 
         def result() -> list[_Group]:
             try:
@@ -172,8 +166,9 @@ class _BatchSender:
                             extra={"action": "digest_worker_lost"})
                 self.worker = None
                 return self.build(claim)
-            return decided + [_Group(key=key, ids=[r.subscriber_id for r in rows], recipients=[], payload=payload,
-                                     outcomes=[]) for (key, rows), payload in zip(todo, payloads, strict=True)]
+            return decided + [_Group(key=key, ids=[sid for sid, _email, _version in rows], recipients=[],
+                                     payload=payload, outcomes=[])
+                              for (key, rows), payload in zip(todo, payloads, strict=True)]
         return result
 
     def deliver(self, groups: list[_Group]) -> list[Outcome]:
@@ -249,44 +244,58 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
 
     worker_id = worker_id or recovery.new_worker_id()
     planned: dict[str, IssuePlan] = {}
+    can_prepare = encode_in_worker is not False and hasattr(backend, "batch_preparer")
+    early: list[BatchWorker] = []
 
     def plan_recipients(conn) -> issue_rows.ByTopics:
         topic_plan = plan_topics(conn)
         planned["plan"] = topic_plan.plan
+        if can_prepare and not early and (encode_in_worker or topic_plan.recipients >= WORKER_MIN_RECIPIENTS):
+            # Its process comes up (about a third of a second) while the database plans the issue.
+            early.append(BatchWorker(settings, digest, fire, backend.batch_preparer()))
         return issue_rows.ByTopics(selection=repository.eligible_selection(cadence=digest.cadence, at=at),
                                variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant)
 
-    issue_id, created, planned_rows = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients,
-                                                            at=clock(), batch_size=backend.max_batch)
-    skipped_empty = 0
-    recovered = 0
-    if created:
-        plan = planned["plan"]
-        skipped_empty = plan.skipped_empty
-    else:
-        recovered = recovery.recover_stale(engine, issue_id, older_than=clock() - stale_after,
-                                         is_gone=recovery.claimer_is_gone)
-        recovery.requeue_failed(engine, issue_id, max_attempts=MAX_ATTEMPTS)
-        # Re-plan for the fixed recipients only: content or their topics may have changed since.
-        todo = recovery.open_rows(engine, issue_id)
-        plan = plan_issue(library, digest, job, at=at, subscribers=_readers_by_id(engine, sorted(todo)))
-        _, skipped_empty = recovery.reconcile(engine, issue_id, plan.assignments)
-    # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop a
-    # re-plan's own map of subscribers instead of carrying it through the send.
-    plan = replace(plan, assignments={})
-    planned.clear()
-    # A count of a just-planned issue would read every row to learn what the insert just said.
-    before = ({**dict.fromkeys(ledger.STATES, 0), "pending": planned_rows, "possible_duplicate": 0} if created
-              else ledger.counts(engine, issue_id))
-    log.info("digest issue opened", extra={"action": "digest_issue_opened", "digest": name, "issue_id": issue_id,
-                                            "issue_created": created, "recipients": sum(before[s] for s in ledger.STATES)})
+    try:
+        issue_id, created, planned_rows = issue_rows.open_issue(engine, name, fire, (start, fire), plan_recipients,
+                                                                at=clock(), batch_size=backend.max_batch)
+        skipped_empty = 0
+        recovered = 0
+        if created:
+            plan = planned["plan"]
+            skipped_empty = plan.skipped_empty
+        else:
+            recovered = recovery.recover_stale(engine, issue_id, older_than=clock() - stale_after,
+                                             is_gone=recovery.claimer_is_gone)
+            recovery.requeue_failed(engine, issue_id, max_attempts=MAX_ATTEMPTS)
+            # Re-plan for the fixed recipients only: content or their topics may have changed since.
+            todo = recovery.open_rows(engine, issue_id)
+            plan = plan_issue(library, digest, job, at=at, subscribers=_readers_by_id(engine, sorted(todo)))
+            _, skipped_empty = recovery.reconcile(engine, issue_id, plan.assignments)
+        # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop a
+        # re-plan's own map of subscribers instead of carrying it through the send.
+        plan = replace(plan, assignments={})
+        planned.clear()
+        # A count of a just-planned issue would read every row to learn what the insert just said.
+        before = ({**dict.fromkeys(ledger.STATES, 0), "pending": planned_rows, "possible_duplicate": 0} if created
+                  else ledger.counts(engine, issue_id))
+        log.info("digest issue opened", extra={
+            "action": "digest_issue_opened", "digest": name, "issue_id": issue_id, "issue_created": created,
+            "recipients": sum(before[s] for s in ledger.STATES)})
 
-    meta = issue_meta(digest, fire, settings, issue_id)
-    sender = _BatchSender(backend, plan, meta, DigestRenderer(settings, library, digest),
-                          RecipientBuilder(settings, digest, fire))
-    sent_now = 0
-    if on_batch is not None:
-        on_batch(total=before["pending"])
+        meta = issue_meta(digest, fire, settings, issue_id)
+        sender = _BatchSender(backend, plan, meta, DigestRenderer(settings, library, digest),
+                              RecipientBuilder(settings, digest, fire))
+        sent_now = 0
+        if on_batch is not None:
+            on_batch(total=before["pending"])
+        if encode_in_worker is None:
+            encode_in_worker = before["pending"] >= WORKER_MIN_RECIPIENTS
+        if encode_in_worker and can_prepare:
+            sender.worker = early.pop() if early else BatchWorker(settings, digest, fire, backend.batch_preparer())
+    finally:
+        for unused in early:
+            unused.close()
 
     def recorded(done: dict[str, int], claim: ledger.Claim, variants: int) -> None:
         nonlocal sent_now
@@ -301,10 +310,6 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
     # next as posted is one transaction (ledger.post), so at most one batch is ever posted and unrecorded; claims
     # not yet posted are given back if we stop.
     limit = max(1, backend.max_batch)
-    if encode_in_worker is None:
-        encode_in_worker = before["pending"] >= WORKER_MIN_RECIPIENTS
-    if encode_in_worker and hasattr(backend, "batch_preparer"):
-        sender.start_worker(settings, digest)
     ahead = 2 if sender.worker is not None else 1  # claims prepared ahead of the one on the wire
     cursor = (-1, -1)
     upcoming: deque[Future] = deque()  # of (claim, its prepared groups when ready) or None: nothing left

@@ -3,8 +3,12 @@ own build, request for request."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text, update
 
 from pipeline.delivery import issue_rows, ledger, recovery
@@ -293,3 +297,46 @@ def test_the_batch_worker_builds_exactly_what_the_sender_builds(tmp_path, settin
         captured[mode] = people
     assert captured[True] == captured[False]
     assert len(captured[True]) == report.sent_now
+
+
+def test_the_batch_worker_starts_while_planning_and_goes_if_planning_fails(tmp_path, monkeypatch, settings,
+                                                                           digest_library, digest_schedule):
+    from pipeline.digests import batch_worker
+
+    engine = make_engine(f"sqlite:///{tmp_path}/w.db")
+    add_subscribers(engine, 30)
+    pids: list[int] = []
+    started = batch_worker.BatchWorker.__init__
+
+    def tracked(self, *args, **kwargs):
+        started(self, *args, **kwargs)
+        pids.append(self._pool.submit(os.getpid).result(timeout=30))
+    monkeypatch.setattr(batch_worker.BatchWorker, "__init__", tracked)
+    seen_while_planning = []
+
+    def failing_insert(*args, **kwargs):
+        seen_while_planning.append(list(pids))
+        raise RuntimeError("the database went away while planning")
+    monkeypatch.setattr(issue_rows, "_insert_pending", failing_insert)
+    # The raised error is kept (with its traceback, which holds the send's frames) while we look: the worker must
+    # go because the send closes it, not because the garbage collector happened to drop it.
+    with SinkServer() as server, pytest.raises(RuntimeError, match="went away") as raised:
+        send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine, library=digest_library,
+                    schedule=digest_schedule, backend=SendGridBackend("SG.k", host=server.url, timeout=10),
+                    write_archive=False, encode_in_worker=True)
+    assert len(seen_while_planning) == 1 and len(seen_while_planning[0]) == 1  # up before the rows were planned
+    deadline = time.monotonic() + 10
+    while _alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pids[0]) and raised.tb is not None
+    with engine.connect() as conn:
+        assert conn.execute(select(deliveries)).first() is None  # the planning transaction was rolled back
+    engine.dispose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
