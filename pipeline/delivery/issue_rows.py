@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Select, column, false, func, insert, literal, select, table, text
+from sqlalchemy import Select, column, false, func, insert, literal, select, table, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -66,6 +66,7 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
                 issue_id = conn.execute(insert(t_iss).values(
                     digest=digest, fire_at=fire_at, period_start=period[0], period_end=period[1], planned_at=at,
                 ).returning(t_iss.c.id)).scalar_one()
+                _forget_stale_contacts(conn, at)
                 _start_watching_changes(conn, issue_id)
                 planned = _insert_pending(conn, issue_id, plan_recipients(conn), batch_size)
                 if conn.dialect.name == "postgresql":
@@ -86,6 +87,7 @@ def open_issue(engine: Engine, digest: str, fire_at: datetime, period: tuple[dat
 
 CHANGE_MARGIN = 3600  # seconds: longer than any transaction that changes a subscriber
 CHANGES_KEPT = 30 * 86400
+CONTACTS_KEPT = timedelta(days=7)
 
 _PLAN_VARIANTS = table("plan_variants", column("topics"), column("variant"), column("first_batch"))
 
@@ -120,6 +122,18 @@ def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size:
     if inserted < 0:  # a driver that reports no count
         inserted = conn.execute(select(func.count()).where(t_del.c.issue_id == issue_id)).scalar_one()
     return inserted
+
+
+def _forget_stale_contacts(conn: Connection, at: datetime) -> None:
+    """Issues planned more than CONTACTS_KEPT ago and never finished (a send that stopped and was not run again)
+    drop the addresses their open rows copied at planning: a copy kept only to spare a claim its lookups. Were such
+    an issue run again, its claims look every recipient up afresh (no ``changes_since``, no copied address)."""
+    stale = select(t_iss.c.id).where(t_iss.c.planned_at < at - CONTACTS_KEPT, t_iss.c.completed_at.is_(None),
+                                     t_iss.c.changes_since.is_not(None))
+    ids = list(conn.execute(stale).scalars())
+    if ids:
+        conn.execute(update(t_del).where(t_del.c.issue_id.in_(ids), t_del.c.email.is_not(None)).values(email=None))
+        conn.execute(update(t_iss).where(t_iss.c.id.in_(ids)).values(changes_since=None))
 
 
 def _db_time_ago(conn: Connection, seconds: int) -> str:

@@ -123,7 +123,8 @@ _CLAIM_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_CLAIM_PI
 
 # A claimed batch's rows with their contacts as planned; who of them changed since (subscriber_changes, from the
 # issue's changes_since on) is looked up afresh through _CLAIMED. Seen: a third of the time of joining every
-# row to its subscriber. An issue planned without contacts (before revision 0003) gives -1: look up everyone.
+# row to its subscriber. An issue without contacts (planned before revision 0003, or left unfinished long enough to
+# drop them: issue_rows.CONTACTS_KEPT) has no changes_since and gives -1: look up everyone.
 _AS_PLANNED = text("SELECT subscriber_id, variant, possible_duplicate, email, token_version, 1 FROM deliveries "
                    "WHERE issue_id = :issue_id AND batch_no = :batch_no AND state = 'in_flight' "
                    "AND batch_id = :batch_id ORDER BY subscriber_id")

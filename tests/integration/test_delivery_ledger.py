@@ -30,7 +30,7 @@ def rows(engine, issue_id):
 
 
 def open_by_topics(engine, topics_of: dict[int, str], variant_of: dict[str, str], *, batch_size: int,
-                   fire_at: datetime = AT) -> int:
+                   fire_at: datetime = AT, planned_at: datetime = AT) -> int:
     """Give subscribers these topics and open the issue at ``fire_at`` for the eligible ones, each getting the
     variant of their topics."""
     with engine.begin() as conn:
@@ -45,7 +45,7 @@ def open_by_topics(engine, topics_of: dict[int, str], variant_of: dict[str, str]
         return issue_rows.ByTopics(selection=repository.eligible_selection(cadence="weekly", at=AT),
                                    variant_of=variant_of, per_variant=per_variant)
     issue_id, created, planned_rows = issue_rows.open_issue(engine, "weekly", fire_at, (fire_at - timedelta(days=7), fire_at),
-                                              plan, at=AT, batch_size=batch_size)
+                                              plan, at=planned_at, batch_size=batch_size)
     assert created and planned_rows == sum(per_variant.values())
     return issue_id
 
@@ -266,6 +266,28 @@ def test_planning_drops_old_changes_that_no_open_issue_watches(engine):
     open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=14))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriber_changes")).scalar() == 0
+
+
+def test_an_issue_left_unfinished_for_a_week_drops_the_addresses_it_copied(engine):
+    ids = add_subscribers(engine, 3)
+    old = open_by_topics(engine, {}, {"": "v"}, batch_size=10)
+    recent = open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=7),
+                            planned_at=AT + timedelta(days=6))
+    assert all(r.email for r in rows(engine, old).values())  # six days: kept
+    with engine.begin() as conn:
+        conn.execute(update(subscribers).where(subscribers.c.id == ids[0]).values(
+            email="new@example.com", email_key="new@example.com"))
+        conn.execute(text("DELETE FROM subscriber_changes"))  # only a fresh lookup can see the new address
+    open_by_topics(engine, {}, {"": "v"}, batch_size=10, fire_at=AT + timedelta(days=14),
+                   planned_at=AT + timedelta(days=8))
+    assert {r.email for r in rows(engine, old).values()} == {None}
+    assert {r.email for r in rows(engine, recent).values()} == {f"reader{i}@example.org" for i in ids}
+    with engine.connect() as conn:
+        assert conn.execute(text(f"SELECT changes_since FROM issues WHERE id = {old}")).scalar() is None
+    # Run again after all, the old issue reads every recipient afresh.
+    claim = ledger.claim_next(engine, old, (-1, -1), limit=10, worker_id="w", at=AT + timedelta(days=8))
+    assert [(r.subscriber_id, r.email) for r in claim.rows] == [
+        (ids[0], "new@example.com"), *[(i, f"reader{i}@example.org") for i in ids[1:]]]
 
 
 def test_the_batch_worker_builds_exactly_what_the_sender_builds(tmp_path, settings, digest_library, digest_schedule):
