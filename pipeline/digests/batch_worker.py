@@ -10,6 +10,8 @@ what the sender would build itself.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import datetime
@@ -29,9 +31,21 @@ _state: dict = {}
 _MARKERS = ("\0email\0", "\0message-id\0", "\0unsubscribe\0", "\0preferences\0")
 
 
-def _start(settings: Settings, digest: Digest, fire_at: datetime, preparer: Callable) -> None:
+def _start(settings: Settings, digest: Digest, fire_at: datetime, preparer: Callable, sender_alive) -> None:
+    threading.Thread(target=_exit_with_sender, args=(sender_alive,), name="exit-with-sender", daemon=True).start()
     builder = RecipientBuilder(settings, digest, fire_at)
     _state.update(personal=builder.personal, prototype=builder.assemble(0, *_MARKERS), preparer=preparer, variants={})
+
+
+def _exit_with_sender(sender_alive) -> None:
+    """Leave as soon as the sender's end of this pipe closes. The worker is the forkserver's child, not the
+    sender's, and holds both ends of its own task queue: after a kill -9 of the sender it would wait on that queue,
+    and keep the forkserver alive, for ever (seen)."""
+    try:
+        sender_alive.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
 
 
 def _prepare(meta: IssueMeta, batch_id: str, groups: Sequence[Group]) -> list:
@@ -59,8 +73,9 @@ class BatchWorker:
     def __init__(self, settings: Settings, digest: Digest, fire_at: datetime, preparer: Callable):
         # forkserver: never fork a parent that may be running threads (web server, scheduler, our sending thread).
         ctx = multiprocessing.get_context("forkserver")
+        watched, self._alive = ctx.Pipe(duplex=False)  # the worker keeps only the reading end
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_start,
-                                         initargs=(settings, digest, fire_at, preparer))
+                                         initargs=(settings, digest, fire_at, preparer, watched))
         self._pool.submit(int)  # the process starts now, not with the first batch: a send plans its issue meanwhile
         self._known: set[str] = set()
 
@@ -79,3 +94,4 @@ class BatchWorker:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._alive.close()

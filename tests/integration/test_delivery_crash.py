@@ -12,10 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from pipeline.digests.send import WORKER_MIN_RECIPIENTS
 from pipeline.store.engine import make_engine
 from pipeline.store.tables import deliveries
 from tests.support.db import add_subscribers
@@ -88,6 +91,59 @@ def test_kill_9_at_random_points_then_rerun_loses_and_doubles_nobody(db_url, tmp
     assert len(rows) == 4500
     check_counts(server.sink, rows, kills)
     assert kills >= 1
+
+
+def test_kill_9_while_the_batch_worker_runs_then_rerun_loses_and_doubles_nobody(db_url, tmp_path):
+    """As above, for an issue large enough that the sender builds requests in its worker process: killing the
+    sender also takes down the worker (and the process that started it), and nobody is lost or doubled."""
+    project = make_project(tmp_path / "project")
+    engine = make_engine(db_url)
+    add_subscribers(engine, WORKER_MIN_RECIPIENTS + 1000)
+    engine.dispose()
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
+    kills = kills_beside_a_worker = 0
+    tag = uuid.uuid4().hex
+    try:
+        with SinkServer(Sink(keep=False, delay=0.25)) as server:
+            env = {**cli_env(db_url, project, server.url), "MBC_CRASH_TAG": tag}
+            for _ in range(3):
+                proc = start_send(env, project)
+                time.sleep(rng.uniform(1.0, 3.0))
+                if proc.poll() is None:
+                    kills_beside_a_worker += len(tagged_processes(tag)) > 1
+                    os.kill(proc.pid, signal.SIGKILL)
+                    kills += 1
+                proc.wait(timeout=30)
+                deadline = time.monotonic() + 10
+                while tagged_processes(tag) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert tagged_processes(tag) == [], "a worker (or its forkserver) outlived the killed sender"
+                proc.communicate(timeout=30)
+            final = start_send(env, project)
+            _out, err = final.communicate(timeout=120)
+            assert final.returncode == 0, err
+    finally:
+        for pid in tagged_processes(tag):
+            os.kill(pid, signal.SIGKILL)
+    rows = ledger_rows(db_url)
+    assert len(rows) == WORKER_MIN_RECIPIENTS + 1000
+    check_counts(server.sink, rows, kills)
+    assert kills_beside_a_worker >= 1
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Live processes (not zombies) whose environment carries ``MBC_CRASH_TAG=tag``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if f"MBC_CRASH_TAG={tag}".encode() in (entry / "environ").read_bytes().split(b"\0") and \
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
 
 
 def test_concurrent_senders_send_each_recipient_once(db_url, tmp_path):
