@@ -7,6 +7,7 @@ or a second scheduler) only finishes what is left. Several workers can run it at
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
@@ -124,6 +125,8 @@ class _BatchSender:
         self.rendered: dict[str, RenderedVariant] = {}
         self._prepare = getattr(backend, "prepare_batch", None)
         self.worker: BatchWorker | None = None
+        self._lost: list[BatchWorker] = []  # workers that died, closed with the sender
+        self._lost_lock = threading.Lock()
 
     def _groups(self, claim: ledger.Claim) -> tuple[list[tuple[str, list[tuple[int, str, int]]]], list[_Group]]:
         """The rows to send as (subscriber_id, email, token_version), by variant, and groups decided without sending."""
@@ -152,24 +155,37 @@ class _BatchSender:
 
     def start(self, claim: ledger.Claim) -> Callable[[], list[_Group]]:
         """Begin preparing a claimed batch; the returned call gives the result (waiting for the worker, if any)."""
-        if self.worker is None:
-            groups = self.build(claim)
-            return lambda: groups
-        todo, decided = self._groups(claim)
-        future = self.worker.submit(self.meta, claim.batch_id, [(key, self.rendered[key], rows) for key, rows in todo])
-
-        def result() -> list[_Group]:
+        worker = self.worker
+        if worker is not None:
+            todo, decided = self._groups(claim)
             try:
-                payloads = future.result()
-            except BrokenExecutor:  # the worker died: carry on without it
-                log.warning("the batch worker stopped; preparing batches in this process",
-                            extra={"action": "digest_worker_lost"})
-                self.worker = None
-                return self.build(claim)
-            return decided + [_Group(key=key, ids=[sid for sid, _email, _version in rows], recipients=[],
-                                     payload=payload, outcomes=[])
-                              for (key, rows), payload in zip(todo, payloads, strict=True)]
-        return result
+                future = worker.submit(self.meta, claim.batch_id,
+                                       [(key, self.rendered[key], rows) for key, rows in todo])
+            except BrokenExecutor:  # it died before this batch: build it here
+                self._worker_lost(worker)
+            else:
+                def result() -> list[_Group]:
+                    try:
+                        payloads = future.result()
+                    except BrokenExecutor:  # it died with this batch in hand: build it here
+                        self._worker_lost(worker)
+                        return self.build(claim)
+                    return decided + [_Group(key=key, ids=[sid for sid, _email, _version in rows], recipients=[],
+                                             payload=payload, outcomes=[])
+                                      for (key, rows), payload in zip(todo, payloads, strict=True)]
+                return result
+        groups = self.build(claim)
+        return lambda: groups
+
+    def _worker_lost(self, worker: BatchWorker) -> None:
+        """Carry on without a worker that died; the claiming and the main thread may both find out."""
+        with self._lost_lock:
+            if self.worker is not worker:
+                return
+            self.worker = None
+            self._lost.append(worker)
+        log.warning("the batch worker stopped; preparing batches in this process",
+                    extra={"action": "digest_worker_lost"})
 
     def deliver(self, groups: list[_Group]) -> list[Outcome]:
         """Runs on the sending thread. Only a whole-batch failure of the backend is mapped here."""
@@ -192,9 +208,9 @@ class _BatchSender:
 
     def close(self) -> None:
         self.rendered.clear()
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+        for worker in [*self._lost, *([self.worker] if self.worker is not None else [])]:
+            worker.close()
+        self.worker, self._lost = None, []
 
 
 def _quietly(action: Callable[[], object], issue_id: int, claim: ledger.Claim | None) -> None:

@@ -4,6 +4,7 @@ own build, request for request."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -362,3 +363,50 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("dies", ["before its first batch", "with batches in hand"])
+def test_a_send_whose_worker_dies_builds_the_rest_itself_and_sends_each_recipient_once(
+        dies, tmp_path, monkeypatch, caplog, settings, digest_library, digest_schedule):
+    from pipeline.digests import batch_worker
+
+    engine = make_engine(f"sqlite:///{tmp_path}/lost.db")
+    add_subscribers(engine, 12_000)
+    pids: dict[batch_worker.BatchWorker, int] = {}
+    handed: list = []
+    started, hand_over = batch_worker.BatchWorker.__init__, batch_worker.BatchWorker.submit
+
+    def kill(worker) -> None:
+        os.kill(pids[worker], signal.SIGKILL)
+        deadline = time.monotonic() + 10  # until the pool knows: from then on, handing it a batch fails at once
+        while not worker._pool._broken and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def tracked(self, *args, **kwargs):
+        started(self, *args, **kwargs)
+        pids[self] = self._pool.submit(os.getpid).result(timeout=30)
+        if dies == "before its first batch":
+            kill(self)
+
+    def submit(self, *args, **kwargs):
+        future = hand_over(self, *args, **kwargs)
+        handed.append(future)
+        if dies == "with batches in hand" and len(handed) == 3:
+            kill(self)  # the third batch, at least, is still in the worker's hands
+        return future
+    monkeypatch.setattr(batch_worker.BatchWorker, "__init__", tracked)
+    monkeypatch.setattr(batch_worker.BatchWorker, "submit", submit)
+    with SinkServer() as server:
+        report = send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine,
+                             library=digest_library, schedule=digest_schedule,
+                             backend=SendGridBackend("SG.k", host=server.url, timeout=10), write_archive=False,
+                             encode_in_worker=True)
+        sink = server.sink
+    assert len(pids) == 1
+    assert len(handed) == (0 if dies == "before its first batch" else 3)  # none handed over once it was known dead
+    assert report.complete and report.sent_now == 12_000 and sink.problems == []
+    assert len(sink.per_recipient) == 12_000 and max(sink.per_recipient.values()) == 1
+    assert {r.state for r in rows(engine, report.issue_id).values()} == {"sent"}
+    assert [r.getMessage() for r in caplog.records if getattr(r, "action", None) == "digest_worker_lost"] == [
+        "the batch worker stopped; preparing batches in this process"]
+    engine.dispose()
