@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,6 +33,9 @@ _MARKERS = ("\0email\0", "\0message-id\0", "\0unsubscribe\0", "\0preferences\0")
 
 
 def _start(settings: Settings, digest: Digest, fire_at: datetime, preparer: Callable, sender_alive) -> None:
+    # Ctrl-C in a terminal reaches every process of the group: the sender stops the send and closes this worker,
+    # which on its own would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_sender, args=(sender_alive,), name="exit-with-sender", daemon=True).start()
     builder = RecipientBuilder(settings, digest, fire_at)
     _state.update(personal=builder.personal, prototype=builder.assemble(0, *_MARKERS), preparer=preparer, variants={})

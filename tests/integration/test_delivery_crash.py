@@ -41,9 +41,10 @@ def cli_env(db_url: str, project, sink_url: str) -> dict[str, str]:
     return env
 
 
-def start_send(env, project) -> subprocess.Popen:
+def start_send(env, project, *, own_group: bool = False) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pipeline", "digest", "send", "weekly", "--at", AT.isoformat()],
-                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=own_group)
 
 
 def ledger_rows(db_url):
@@ -129,6 +130,44 @@ def test_kill_9_while_the_batch_worker_runs_then_rerun_loses_and_doubles_nobody(
     assert len(rows) == WORKER_MIN_RECIPIENTS + 1000
     check_counts(server.sink, rows, kills)
     assert kills_beside_a_worker >= 1
+
+
+def test_ctrl_c_during_a_send_with_a_worker_stops_cleanly_and_a_rerun_finishes(db_url, tmp_path):
+    """Ctrl-C in a terminal sends SIGINT to the whole process group, worker included. The send stops with a short
+    message and no traceback, records the batch that was out, leaves no process behind, and a re-run finishes."""
+    project = make_project(tmp_path / "project")
+    engine = make_engine(db_url)
+    add_subscribers(engine, WORKER_MIN_RECIPIENTS + 1000)
+    engine.dispose()
+    tag = uuid.uuid4().hex
+    try:
+        with SinkServer(Sink(keep=False, delay=0.25)) as server:
+            env = {**cli_env(db_url, project, server.url), "MBC_CRASH_TAG": tag}
+            proc = start_send(env, project, own_group=True)
+            deadline = time.monotonic() + 30
+            while server.sink.accepted < 2 and time.monotonic() < deadline:  # sending, with its worker
+                time.sleep(0.05)
+            assert len(tagged_processes(tag)) > 1
+            os.killpg(proc.pid, signal.SIGINT)
+            _out, err = proc.communicate(timeout=60)
+            assert proc.returncode != 0 and "Aborted" in err
+            assert "Traceback" not in err, err
+            deadline = time.monotonic() + 10
+            while tagged_processes(tag) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert tagged_processes(tag) == []
+            stopped = ledger_rows(db_url)
+            assert 0 < sum(r.state == "sent" for r in stopped.values()) < len(stopped)
+            assert not any(r.possible_duplicate for r in stopped.values())  # what was out got recorded
+            final = start_send(env, project)
+            _out, err = final.communicate(timeout=120)
+            assert final.returncode == 0, err
+    finally:
+        for pid in tagged_processes(tag):
+            os.kill(pid, signal.SIGKILL)
+    rows = ledger_rows(db_url)
+    assert len(rows) == WORKER_MIN_RECIPIENTS + 1000 and {r.state for r in rows.values()} == {"sent"}
+    assert len(server.sink.per_recipient) == len(rows) and set(server.sink.per_recipient.values()) == {1}
 
 
 def tagged_processes(tag: str) -> list[int]:
