@@ -6,6 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -32,7 +33,8 @@ def _on_event(event: JobEvent) -> None:
 def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF) -> BackgroundScheduler:
     """A scheduler over a persistent job store in the pipeline's own database, with schedules.yaml applied."""
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine)},
+        # "once": runs decided at start-up (resume_unfinished), decided afresh at every start, so never stored.
+        jobstores={"default": SQLAlchemyJobStore(engine=engine), "once": MemoryJobStore()},
         job_defaults={"coalesce": True, "max_instances": 1},
         timezone=schedule.timezone,
     )
@@ -55,6 +57,41 @@ def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF) -> B
     return scheduler
 
 
+def resume_unfinished(scheduler: BackgroundScheduler, engine, schedule: Schedule, *, now: datetime,
+                      task_ref: str = TASK_REF) -> list[str]:
+    """Run again, now, each digest job whose latest issue was left unfinished (the scheduler stopped or crashed
+    mid-send) and is still within its job's misfire grace; its regular run has already fired, so nothing else
+    would finish it. An unfinished issue past its grace is only reported: a late digest is worse than none.
+    Returns the ids of the jobs queued."""
+    from pipeline.delivery.issue_rows import find_issue
+    from pipeline.store.tables import issues
+
+    queued = []
+    for job in schedule.jobs:
+        regular = scheduler.get_job(job.id)
+        if job.task != "send-digest" or regular is None or (regular.next_run_time or now) <= now:
+            continue  # not a digest, or its own missed run is about to fire and finish the issue anyway
+        fire = job.previous_fire(now)
+        with engine.connect() as conn:
+            issue_id = find_issue(conn, job.digest, fire)
+            unfinished = issue_id is not None and conn.execute(
+                issues.select().where(issues.c.id == issue_id, issues.c.completed_at.is_(None))).first() is not None
+        if not unfinished:
+            continue
+        if now - fire > job.misfire_grace:
+            log.warning("the %s issue of %s was left unfinished and is past its %s grace; not resumed. To finish it, "
+                        "run: pipeline digest send %s --at %s", job.digest, fire.isoformat(), job.misfire_grace,
+                        job.digest, fire.isoformat(), extra={"action": "digest_left_unfinished", "job": job.id})
+            continue
+        scheduler.add_job(task_ref, trigger="date", id=f"{job.id}:resume", name=f"{job.id} (resumed)", args=[job.id],
+                          jobstore="once", replace_existing=True,
+                          misfire_grace_time=int(job.misfire_grace.total_seconds()))
+        log.info("the %s issue of %s was left unfinished; resuming it now", job.digest, fire.isoformat(),
+                 extra={"action": "digest_resumed", "job": job.id})
+        queued.append(job.id)
+    return queued
+
+
 def next_runs(scheduler: BackgroundScheduler) -> dict[str, datetime | None]:
     return {j.id: j.next_run_time for j in scheduler.get_jobs()}
 
@@ -69,6 +106,7 @@ def run_forever(ctx, *, host: str, port: int) -> None:
     log.info("feeds: %s", report.summary(), extra={"action": "feeds_built"})
     with single_scheduler(ctx.engine, ctx.settings.var_dir):
         scheduler = make_scheduler(ctx.engine, ctx.schedule)
+        resume_unfinished(scheduler, ctx.engine, ctx.schedule, now=datetime.now(UTC))
         scheduler.resume()
         for job_id, when in next_runs(scheduler).items():
             log.info("job %s next runs at %s", job_id, when.isoformat() if when else "never", extra={"action": "job_scheduled"})

@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from pipeline.errors import ConfigError
 from pipeline.scheduling.lock import single_scheduler
-from pipeline.scheduling.runner import make_scheduler
+from pipeline.scheduling.runner import make_scheduler, resume_unfinished
 from pipeline.scheduling.schedule import load_schedule
 from pipeline.store.engine import make_engine
+from pipeline.store.tables import issues
+from tests.support.db import add_issue, add_subscribers
 
 RUNS: list[str] = []
 TASK = "tests.integration.test_scheduler_runner:record"
@@ -103,6 +106,48 @@ def test_missed_digest_beyond_grace_is_skipped_with_a_warning(db_url, tmp_path, 
         finally:
             scheduler.shutdown(wait=True)
             engine.dispose()
+
+
+@pytest.mark.parametrize(("issue", "after_fire", "resumed"), [
+    ("unfinished", timedelta(minutes=10), True),
+    ("unfinished", timedelta(hours=7), False),  # past the 6 h grace: reported, not sent late
+    ("complete", timedelta(minutes=10), False),
+    ("none", timedelta(minutes=10), False),
+])
+def test_an_issue_left_unfinished_is_resumed_at_start_within_its_grace(db_url, tmp_path, caplog, issue, after_fire,
+                                                                       resumed):
+    RUNS.clear()
+    schedule = schedule_for(tmp_path)
+    fire = schedule.jobs[0].previous_fire(datetime.now(UTC))
+    engine = make_engine(db_url)
+    if issue != "none":
+        issue_id = add_issue(engine, add_subscribers(engine, 3), fire_at=fire)
+        if issue == "complete":
+            with engine.begin() as conn:
+                conn.execute(update(issues).where(issues.c.id == issue_id).values(completed_at=fire))
+    scheduler = make_scheduler(engine, schedule, task_ref=TASK)
+    try:
+        with caplog.at_level(logging.INFO, logger="pipeline.scheduling"):
+            queued = resume_unfinished(scheduler, engine, schedule, now=fire + after_fire, task_ref=TASK)
+        scheduler.resume()
+        if resumed:
+            assert queued == ["weekly-digest"]
+            assert wait_for(lambda: RUNS == ["weekly-digest"])
+            assert wait_for(lambda: scheduler.get_job("weekly-digest:resume") is None)  # a one-off run
+        else:
+            assert queued == []
+            time.sleep(0.3)
+            assert RUNS == []
+        left = [r.getMessage() for r in caplog.records if getattr(r, "action", "") == "digest_left_unfinished"]
+        if issue == "unfinished" and not resumed:
+            assert left == [f"the weekly issue of {fire.isoformat()} was left unfinished and is past its 6:00:00 "
+                            f"grace; not resumed. To finish it, run: pipeline digest send weekly --at {fire.isoformat()}"]
+        else:
+            assert left == []
+        assert scheduler.get_job("weekly-digest").next_run_time > datetime.now(UTC)
+    finally:
+        scheduler.shutdown(wait=True)
+        engine.dispose()
 
 
 def test_a_second_scheduler_on_the_same_database_is_refused(db_url, tmp_path):
