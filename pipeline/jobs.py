@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,8 +28,10 @@ def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
     return build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url, templates_dir=s.templates_dir)
 
 
-def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True) -> Lines:
-    """Send (or finish) the issue of ``name`` for ``at`` through PIPELINE_DELIVERY, with progress on stderr."""
+def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True,
+                stop: threading.Event | None = None) -> Lines:
+    """Send (or finish) the issue of ``name`` for ``at`` through PIPELINE_DELIVERY, with progress on stderr.
+    ``stop``: end after the batch that is out, leaving the issue for a later run to finish."""
     from pipeline.delivery.factory import make_backend
     from pipeline.delivery.progress import Progress
     from pipeline.digests.send import send_digest as send
@@ -45,7 +48,7 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
     try:
         report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=ctx.library(),
                       schedule=ctx.schedule, backend=backend, dry_run=dry_run,
-                      on_batch=on_batch if progress and not dry_run else None)
+                      on_batch=on_batch if progress and not dry_run else None, stop=stop)
     finally:
         backend.close()
         if "p" in bar:

@@ -227,11 +227,14 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 schedule: Schedule, backend: Backend, dry_run: bool = False, worker_id: str | None = None,
                 clock: Callable[[], datetime] | None = None, stale_after: timedelta = STALE_AFTER,
                 write_archive: bool = True, on_batch: Callable[..., None] | None = None,
-                encode_in_worker: bool | None = None) -> SendReport:
+                encode_in_worker: bool | None = None, stop: threading.Event | None = None) -> SendReport:
     """Send (or finish sending) the issue of digest ``name`` for the latest fire time at or before ``at``.
 
     ``encode_in_worker``: build links and requests in a worker process (None: when the backend can prepare
     requests ahead and at least WORKER_MIN_RECIPIENTS are pending).
+
+    ``stop``: once set, the send ends after the batch that is out (recorded as sent), gives back what it had
+    claimed, and reports the issue as not complete, for a later run to finish.
 
     ``at`` alone decides which issue and what is in it. ``clock`` only stamps the ledger (claims, sent times)
     and ages in-flight claims for crash recovery; it defaults to the system clock.
@@ -386,6 +389,10 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 if inflight is not None:
                     finished = ledger.Finished(batch_no=inflight[0].batch_no, batch_id=inflight[0].batch_id,
                                                outcomes=inflight[2].result())
+                if stop is not None and stop.is_set() and not exhausted:
+                    exhausted = True  # claim no more; what was claimed ahead goes back to pending, unflagged
+                    while upcoming:
+                        give_back(upcoming.popleft())
                 nxt = next_claim()
                 groups = nxt[1]() if nxt is not None else None
                 done, deferred = ledger.post(engine, issue_id, finished=finished, at=clock(),

@@ -12,6 +12,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from pipeline.scheduling.schedule import Job, Schedule
+from pipeline.scheduling.tasks import STOPPING
 
 log = logging.getLogger("pipeline.scheduling")
 TASK_REF = "pipeline.scheduling.tasks:run_task"
@@ -113,5 +114,7 @@ def run_forever(ctx, *, host: str, port: int) -> None:
         try:
             serve(ctx, host=host, port=port)  # returns on SIGINT or SIGTERM
         finally:
+            STOPPING.set()
             scheduler.shutdown(wait=True)
+            STOPPING.clear()
             log.info("scheduler stopped", extra={"action": "scheduler_stopped"})

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 
 log = logging.getLogger("pipeline.scheduling")
+# Set while the scheduler shuts down: a digest being sent stops after the batch that is out, and the next start
+# finishes it (runner.resume_unfinished), instead of holding the shutdown for the rest of the list.
+STOPPING = threading.Event()
 
 
 def run_task(job_id: str) -> None:
@@ -25,7 +29,7 @@ def run_task(job_id: str) -> None:
         if job.task == "build-feeds":
             report = jobs.build_feeds(ctx, at=at)
         else:
-            report = jobs.send_digest(ctx, job.digest, at=at)
+            report = jobs.send_digest(ctx, job.digest, at=at, stop=STOPPING)
         log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})
     except PipelineError as exc:
         log.error("job %s failed: %s", job_id, exc, extra={"action": "job_failed", "job": job_id})

@@ -12,7 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from pipeline.delivery import issue_rows, ledger
 from pipeline.delivery.factory import make_backend
@@ -207,6 +207,30 @@ def test_a_failed_settle_stops_the_send_and_the_next_run_finishes_without_duplic
     report = send(backend=backend)
     assert report.complete and report.possible_duplicates == 0
     assert report.counts["sent"] == len(emails) and report.sent_now == len(emails) - first_run
+    assert sorted(r.email for _issue, _variant, r in backend.sent) == sorted(emails)  # each exactly once
+
+
+def test_a_send_asked_to_stop_ends_after_the_batch_that_is_out_and_the_next_run_finishes(send, add_subscriber,
+                                                                                         engine):
+    emails = [f"reader{i}@example.org" for i in range(30)]
+    for email in emails:
+        add_subscriber(email)
+    backend, stop, recorded = MemoryBackend(max_batch=2), threading.Event(), []
+
+    def stop_after_three(total: int | None = None, **counts: int) -> None:
+        if total is None:
+            recorded.append(counts)
+            if len(recorded) == 3:
+                stop.set()
+    report = send(backend=backend, on_batch=stop_after_three, stop=stop)
+    assert not report.complete and "run again" in report.lines()[-1]
+    assert report.sent_now == len(backend.sent) == 8  # the three recorded, then the one that was out
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(deliveries.c.state, func.count()).group_by(deliveries.c.state)).all())
+        flagged = conn.execute(select(func.count()).where(deliveries.c.possible_duplicate.is_(True))).scalar()
+    assert states == {"sent": 8, "pending": 22} and flagged == 0  # nothing left in flight, nothing to flag
+    report = send(backend=backend)
+    assert report.complete and report.possible_duplicates == 0 and report.sent_now == 22
     assert sorted(r.email for _issue, _variant, r in backend.sent) == sorted(emails)  # each exactly once
 
 
