@@ -14,7 +14,7 @@ from sqlalchemy import select, text, update
 
 from pipeline.delivery import issue_rows, ledger, recovery
 from pipeline.delivery.backend import Outcome
-from pipeline.delivery.sendgrid import SendGridBackend
+from pipeline.delivery.sendgrid import NON_ASCII_ADDRESS, SendGridBackend
 from pipeline.digests.send import send_digest
 from pipeline.store.engine import make_engine
 from pipeline.store.tables import deliveries, delivery_posts, subscribers
@@ -409,4 +409,26 @@ def test_a_send_whose_worker_dies_builds_the_rest_itself_and_sends_each_recipien
     assert {r.state for r in rows(engine, report.issue_id).values()} == {"sent"}
     assert [r.getMessage() for r in caplog.records if getattr(r, "action", None) == "digest_worker_lost"] == [
         "the batch worker stopped; preparing batches in this process"]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("in_worker", [False, True])
+def test_an_address_sendgrid_cannot_take_fails_alone_and_its_batch_goes_out(in_worker, tmp_path, settings,
+                                                                           digest_library, digest_schedule):
+    engine = make_engine(f"sqlite:///{tmp_path}/ascii.db")
+    with engine.begin() as conn:
+        for i in range(1500):  # two requests; the odd one out sits in the first
+            email = "zoë@example.org" if i == 10 else f"reader{i}@example.org"
+            repository.upsert(conn, email=email, name="", topics=(), cadence="weekly", timezone="UTC",
+                              at=AT - timedelta(days=30), status="confirmed", consent_source="test")
+    with SinkServer() as server:
+        report = send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine,
+                             library=digest_library, schedule=digest_schedule,
+                             backend=SendGridBackend("SG.k", host=server.url, timeout=10), write_archive=False,
+                             encode_in_worker=in_worker)
+        sink = server.sink
+    assert sink.problems == [] and sink.requests == 2
+    assert report.sent_now == 1499 and report.failed == 1 and len(sink.per_recipient) == 1499
+    failed = [r for r in rows(engine, report.issue_id).values() if r.state == "failed"]
+    assert [r.reason for r in failed] == [NON_ASCII_ADDRESS]
     engine.dispose()

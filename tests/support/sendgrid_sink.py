@@ -66,6 +66,8 @@ def _personalization_problems(i: int, p: dict, top_subject) -> list[str]:
     to = p.get("to")
     if not isinstance(to, list) or not to or not all("@" in str(t.get("email", "")) for t in to):
         out.append(f"personalizations[{i}].to: required, with emails")
+    elif not all(str(t["email"]).isascii() for t in to):
+        out.append(f"personalizations[{i}].to: an address outside format: email (RFC 5321, ASCII only)")
     if not (top_subject or p.get("subject")):
         out.append(f"personalizations[{i}]: no subject")
     subs = p.get("substitutions")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from pipeline.delivery.backend import Recipient
-from pipeline.delivery.sendgrid import BatchEncoder
+from pipeline.delivery.sendgrid import NON_ASCII_ADDRESS, BatchEncoder
 from tests.support.factories import issue, recipient, variant
 
 
@@ -40,13 +40,16 @@ def test_encoding_from_a_prototype_writes_what_encoding_each_recipient_writes():
 
     people = [(1, "reader1@example.org", "<m1@example.org>", "tok1"),
               (2, '"quoted\\local"@example.org', "<m2 %d@example.org>", 'we"ird\\%s'),
-              (3, "zoë@example.org", "<m3@example.org>", "x" * 5100),  # twice in the substitutions: refused
+              (3, "reader3@example.org", "<m3@example.org>", "x" * 5100),  # twice in the substitutions: refused
               (4, "reader4@example.org", "<m4@example.org>", "ü" * 2600),  # 5,200 characters, but 10,400 bytes
               (5, "reader5@example.org", "<m5@example.org>", "y" * 2000),  # 4 bytes a character would refuse it
-              (6, "reader6@example.org", "<m6@example.org>", "\U0001F600" * 1300)]  # 1,300 characters, 10,400 bytes
+              (6, "reader6@example.org", "<m6@example.org>", "\U0001F600" * 1300),  # 1,300 characters, 10,400 bytes
+              (7, "zoë@example.org", "<m7@example.org>", "tok7")]  # outside SendGrid's format: email
     encoder = BatchEncoder(issue(), variant())
     expected = encoder.encode([shaped(*p) for p in people], "batch-%d")
     got = encoder.encode_like(shaped(0, *marks), marks, [(sid, rest) for sid, *rest in people], "batch-%d")
     assert got == expected
-    assert [o.subscriber_id for o in got[1]] == [3, 4, 6]
+    assert {o.subscriber_id: o.reason for o in got[1]} == {
+        3: "substitutions exceed 10000 bytes", 4: "substitutions exceed 10000 bytes",
+        6: "substitutions exceed 10000 bytes", 7: NON_ASCII_ADDRESS}
     assert [p["custom_args"]["mbc_rid"] for p in json.loads(got[0])["personalizations"]] == ["1", "2", "5"]
