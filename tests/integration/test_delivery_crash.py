@@ -47,6 +47,18 @@ def start_send(env, project, *, own_group: bool = False) -> subprocess.Popen:
                             start_new_session=own_group)
 
 
+def run_to_the_end(env, project) -> None:
+    final = start_send(env, project)
+    _out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+
+
+def kill_all(pids: list[int]) -> None:
+    """Processes a failed test would otherwise leave running."""
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
 def ledger_rows(db_url):
     engine = make_engine(db_url)
     try:
@@ -85,9 +97,7 @@ def test_kill_9_at_random_points_then_rerun_loses_and_doubles_nobody(db_url, tmp
                 kills += 1
             proc.communicate(timeout=30)
             assert time.monotonic() < deadline
-        final = start_send(env, project)
-        out, err = final.communicate(timeout=120)
-        assert final.returncode == 0, err
+        run_to_the_end(env, project)
     rows = ledger_rows(db_url)
     assert len(rows) == 4500
     check_counts(server.sink, rows, kills)
@@ -120,12 +130,9 @@ def test_kill_9_while_the_batch_worker_runs_then_rerun_loses_and_doubles_nobody(
                     time.sleep(0.1)
                 assert tagged_processes(tag) == [], "a worker (or its forkserver) outlived the killed sender"
                 proc.communicate(timeout=30)
-            final = start_send(env, project)
-            _out, err = final.communicate(timeout=120)
-            assert final.returncode == 0, err
+            run_to_the_end(env, project)
     finally:
-        for pid in tagged_processes(tag):
-            os.kill(pid, signal.SIGKILL)
+        kill_all(tagged_processes(tag))
     rows = ledger_rows(db_url)
     assert len(rows) == WORKER_MIN_RECIPIENTS + 1000
     check_counts(server.sink, rows, kills)
@@ -159,12 +166,9 @@ def test_ctrl_c_during_a_send_with_a_worker_stops_cleanly_and_a_rerun_finishes(d
             stopped = ledger_rows(db_url)
             assert 0 < sum(r.state == "sent" for r in stopped.values()) < len(stopped)
             assert not any(r.possible_duplicate for r in stopped.values())  # what was out got recorded
-            final = start_send(env, project)
-            _out, err = final.communicate(timeout=120)
-            assert final.returncode == 0, err
+            run_to_the_end(env, project)
     finally:
-        for pid in tagged_processes(tag):
-            os.kill(pid, signal.SIGKILL)
+        kill_all(tagged_processes(tag))
     rows = ledger_rows(db_url)
     assert len(rows) == WORKER_MIN_RECIPIENTS + 1000 and {r.state for r in rows.values()} == {"sent"}
     assert len(server.sink.per_recipient) == len(rows) and set(server.sink.per_recipient.values()) == {1}

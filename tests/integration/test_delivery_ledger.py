@@ -51,6 +51,13 @@ def open_by_topics(engine, topics_of: dict[int, str], variant_of: dict[str, str]
     return issue_id
 
 
+def send_through(server: SinkServer, engine, settings, library, schedule, **kw):
+    """Send the weekly issue through the SendGrid backend to ``server``, the loopback sink."""
+    return send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine, library=library,
+                       schedule=schedule, backend=SendGridBackend("SG.k", host=server.url, timeout=10),
+                       write_archive=False, **kw)
+
+
 def planned(engine, n: int) -> tuple[list[int], int]:
     """n subscribers and an issue of them all, in batches of 10."""
     ids = add_subscribers(engine, n)
@@ -303,10 +310,7 @@ def test_the_batch_worker_builds_exactly_what_the_sender_builds(tmp_path, settin
                                   cadence="weekly", timezone="UTC", at=AT - timedelta(days=30), status="confirmed",
                                   consent_source="test")
         with SinkServer() as server:
-            report = send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine,
-                                 library=digest_library, schedule=digest_schedule,
-                                 backend=SendGridBackend("SG.k", host=server.url, timeout=10), write_archive=False,
-                                 encode_in_worker=mode)
+            report = send_through(server, engine, settings, digest_library, digest_schedule, encode_in_worker=mode)
             bodies = server.sink.bodies
         engine.dispose()
         assert report.complete and report.sent_now > 1500 and server.sink.problems == []
@@ -344,9 +348,7 @@ def test_the_batch_worker_starts_while_planning_and_goes_if_planning_fails(tmp_p
     # The raised error is kept (with its traceback, which holds the send's frames) while we look: the worker must
     # go because the send closes it, not because the garbage collector happened to drop it.
     with SinkServer() as server, pytest.raises(RuntimeError, match="went away") as raised:
-        send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine, library=digest_library,
-                    schedule=digest_schedule, backend=SendGridBackend("SG.k", host=server.url, timeout=10),
-                    write_archive=False, encode_in_worker=True)
+        send_through(server, engine, settings, digest_library, digest_schedule, encode_in_worker=True)
     assert len(seen_while_planning) == 1 and len(seen_while_planning[0]) == 1  # up before the rows were planned
     deadline = time.monotonic() + 10
     while _alive(pids[0]) and time.monotonic() < deadline:
@@ -397,10 +399,7 @@ def test_a_send_whose_worker_dies_builds_the_rest_itself_and_sends_each_recipien
     monkeypatch.setattr(batch_worker.BatchWorker, "__init__", tracked)
     monkeypatch.setattr(batch_worker.BatchWorker, "submit", submit)
     with SinkServer() as server:
-        report = send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine,
-                             library=digest_library, schedule=digest_schedule,
-                             backend=SendGridBackend("SG.k", host=server.url, timeout=10), write_archive=False,
-                             encode_in_worker=True)
+        report = send_through(server, engine, settings, digest_library, digest_schedule, encode_in_worker=True)
         sink = server.sink
     assert len(pids) == 1
     assert len(handed) == (0 if dies == "before its first batch" else 3)  # none handed over once it was known dead
@@ -422,10 +421,7 @@ def test_an_address_sendgrid_cannot_take_fails_alone_and_its_batch_goes_out(in_w
             repository.upsert(conn, email=email, name="", topics=(), cadence="weekly", timezone="UTC",
                               at=AT - timedelta(days=30), status="confirmed", consent_source="test")
     with SinkServer() as server:
-        report = send_digest("weekly", at=AT + timedelta(hours=1), settings=settings, engine=engine,
-                             library=digest_library, schedule=digest_schedule,
-                             backend=SendGridBackend("SG.k", host=server.url, timeout=10), write_archive=False,
-                             encode_in_worker=in_worker)
+        report = send_through(server, engine, settings, digest_library, digest_schedule, encode_in_worker=in_worker)
         sink = server.sink
     assert sink.problems == [] and sink.requests == 2
     assert report.sent_now == 1499 and report.failed == 1 and len(sink.per_recipient) == 1499
