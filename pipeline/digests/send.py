@@ -208,8 +208,9 @@ class _BatchSender:
 
     def close(self) -> None:
         self.rendered.clear()
-        for worker in [*self._lost, *([self.worker] if self.worker is not None else [])]:
-            worker.close()
+        for worker in [*self._lost, self.worker]:
+            if worker is not None:
+                worker.close()
         self.worker, self._lost = None, []
 
 

@@ -64,7 +64,8 @@ def resume_unfinished(scheduler: BackgroundScheduler, engine, schedule: Schedule
     mid-send) and is still within its job's misfire grace; its regular run has already fired, so nothing else
     would finish it. An unfinished issue past its grace is only reported: a late digest is worse than none.
     Returns the ids of the jobs queued."""
-    from pipeline.delivery.issue_rows import find_issue
+    from sqlalchemy import select
+
     from pipeline.store.tables import issues
 
     queued = []
@@ -74,10 +75,9 @@ def resume_unfinished(scheduler: BackgroundScheduler, engine, schedule: Schedule
             continue  # not a digest, or its own missed run is about to fire and finish the issue anyway
         fire = job.previous_fire(now)
         with engine.connect() as conn:
-            issue_id = find_issue(conn, job.digest, fire)
-            unfinished = issue_id is not None and conn.execute(
-                issues.select().where(issues.c.id == issue_id, issues.c.completed_at.is_(None))).first() is not None
-        if not unfinished:
+            unfinished = conn.execute(select(issues.c.id).where(
+                issues.c.digest == job.digest, issues.c.fire_at == fire, issues.c.completed_at.is_(None))).first()
+        if unfinished is None:
             continue
         if now - fire > job.misfire_grace:
             log.warning("the %s issue of %s was left unfinished and is past its %s grace; not resumed. To finish it, "
