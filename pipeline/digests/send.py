@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +21,7 @@ from pipeline.content.model import Library
 from pipeline.delivery import issue_rows, ledger, recovery
 from pipeline.delivery.backend import Backend, Outcome, Recipient, RenderedVariant
 from pipeline.digests import archive
-from pipeline.digests.batch_worker import BatchWorker
+from pipeline.digests.batch_worker import BatchWorker, WorkerLost
 from pipeline.digests.message import RecipientBuilder, example_substitutions, issue_meta
 from pipeline.digests.plan import (
     IssuePlan,
@@ -161,13 +161,13 @@ class _BatchSender:
             try:
                 future = worker.submit(self.meta, claim.batch_id,
                                        [(key, self.rendered[key], rows) for key, rows in todo])
-            except BrokenExecutor:  # it died before this batch: build it here
+            except WorkerLost:  # it died before this batch: build it here
                 self._worker_lost(worker)
             else:
                 def result() -> list[_Group]:
                     try:
                         payloads = future.result()
-                    except BrokenExecutor:  # it died with this batch in hand: build it here
+                    except WorkerLost:  # it died with this batch in hand: build it here
                         self._worker_lost(worker)
                         return self.build(claim)
                     return decided + [_Group(key=key, ids=[sid for sid, _email, _version in rows], recipients=[],

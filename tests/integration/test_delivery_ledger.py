@@ -337,7 +337,7 @@ def test_the_batch_worker_starts_while_planning_and_goes_if_planning_fails(tmp_p
 
     def tracked(self, *args, **kwargs):
         started(self, *args, **kwargs)
-        pids.append(self._pool.submit(os.getpid).result(timeout=30))
+        pids.append(self.pid)
     monkeypatch.setattr(batch_worker.BatchWorker, "__init__", tracked)
     seen_while_planning = []
 
@@ -380,13 +380,14 @@ def test_a_send_whose_worker_dies_builds_the_rest_itself_and_sends_each_recipien
 
     def kill(worker) -> None:
         os.kill(pids[worker], signal.SIGKILL)
-        deadline = time.monotonic() + 10  # until the pool knows: from then on, handing it a batch fails at once
-        while not worker._pool._broken and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10  # until the sender knows: from then on, handing it a batch fails at once
+        while not worker.lost and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert worker.lost
 
     def tracked(self, *args, **kwargs):
         started(self, *args, **kwargs)
-        pids[self] = self._pool.submit(os.getpid).result(timeout=30)
+        pids[self] = self.pid
         if dies == "before its first batch":
             kill(self)
 
