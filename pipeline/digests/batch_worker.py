@@ -13,6 +13,7 @@ pipe in the sender, and waits for ever on a result whose writer was killed mid-m
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -189,7 +190,7 @@ class BatchWorker:
             self._process.join()
         # The worker's end closed with it; shutting ours down as well wakes the reader even if some other process
         # still held that end.
-        with socket.socket(fileno=os.dup(self._conn.fileno())) as end:
+        with socket.socket(fileno=os.dup(self._conn.fileno())) as end, contextlib.suppress(OSError):
             end.shutdown(socket.SHUT_RDWR)
         self._reader.join()
         self._conn.close()
