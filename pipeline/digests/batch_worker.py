@@ -67,8 +67,9 @@ def _serve(conn, settings: Settings, digest: Digest, fire_at: datetime, preparer
             conn.send(reply)
         except (EOFError, OSError):
             return
-        except Exception as exc:  # noqa: BLE001 - an exception that does not pickle
-            conn.send((False, RuntimeError(f"batch worker: {type(exc).__name__}: {exc}")))
+        except Exception as exc:  # noqa: BLE001 - a reply that does not pickle (nothing was written)
+            with contextlib.suppress(OSError):
+                conn.send((False, RuntimeError(f"batch worker: {type(exc).__name__}: {exc}")))
 
 
 def _prepare(state: dict, meta: IssueMeta, batch_id: str, groups: Sequence[Group]) -> list:

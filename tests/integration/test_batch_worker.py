@@ -24,11 +24,14 @@ VARIANT = RenderedVariant(key="v", subject="This week", html="<p>Hello</p>", tex
 
 
 class EchoPreparer:
-    """Answers with what it was given, so a test can tell which batch a reply belongs to; batch "bad" raises."""
+    """Answers with what it was given, so a test can tell which batch a reply belongs to; batch "bad" raises, and
+    batch "unpicklable" answers with something that cannot go back through the pipe."""
 
     def prepare_like(self, meta, variant, prototype, markers, rows, batch_id):
         if batch_id == "bad":
             raise ValueError("this batch cannot be prepared")
+        if batch_id == "unpicklable":
+            return lambda: None
         return (batch_id, variant.key, [(sid, email) for sid, (email, *_links) in rows])
 
 
@@ -70,11 +73,13 @@ def test_replies_come_back_in_order_and_an_error_is_raised_for_its_own_batch_onl
     worker = BatchWorker(settings, DIGEST, FIRE, EchoPreparer())
     try:
         rows = [(1, "reader1@example.org", 0), (2, "reader2@example.org", 0)]
-        futures = [worker.submit(META, batch, [("v", VARIANT, rows)]) for batch in ("a", "bad", "c")]
+        futures = [worker.submit(META, batch, [("v", VARIANT, rows)]) for batch in ("a", "bad", "unpicklable", "c")]
         assert futures[0].result(timeout=30) == [("a", "v", [(1, "reader1@example.org"), (2, "reader2@example.org")])]
         with pytest.raises(ValueError, match="cannot be prepared"):
             futures[1].result(timeout=30)
-        assert futures[2].result(timeout=30)[0][0] == "c"
+        with pytest.raises(RuntimeError, match="batch worker: .*pickle"):
+            futures[2].result(timeout=30)
+        assert futures[3].result(timeout=30)[0][0] == "c"
         assert not worker.lost
         pid = worker.pid
     finally:
