@@ -148,10 +148,14 @@ def subscribers() -> None:
 @click.option("--consented", is_flag=True, help="You hold these people's consent: import them as confirmed.")
 def subscribers_import(file: Path, consented: bool) -> None:
     """Import FILE.csv (email,name,topics,cadence,timezone). Bad rows are reported by line."""
+    from functools import partial
+
+    from pipeline.delivery.factory import address_problem
     from pipeline.subscribers.importer import import_csv
 
     c = _ctx()
-    report = import_csv(c.engine, file, topic_ids=frozenset(c.library().topic_ids), at=parse_at(None), consented=consented)
+    report = import_csv(c.engine, file, topic_ids=frozenset(c.library().topic_ids), at=parse_at(None), consented=consented,
+                        address_problem=partial(address_problem, c.settings))
     for p in report.problems:
         click.echo(str(p), err=True)
     errors = sum(p.severity == "error" for p in report.problems)

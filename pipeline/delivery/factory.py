@@ -28,6 +28,15 @@ def make_backend(settings: Settings) -> Backend:
     raise ConfigError(f"PIPELINE_DELIVERY: unknown backend {settings.delivery!r}; use one of: file, smtp, sendgrid")
 
 
+def address_problem(settings: Settings, email: str) -> str | None:
+    """Why the configured backend can never send to ``email``, or None. SendGrid's Mail Send takes ASCII addresses
+    only (its spec types them ``format: email``); SMTP (with SMTPUTF8) and the outbox folder take any."""
+    if settings.delivery == "sendgrid" and not email.isascii():
+        return ("PIPELINE_DELIVERY=sendgrid cannot send to it: SendGrid takes ASCII addresses only "
+                "(an SMTP relay that supports SMTPUTF8 can)")
+    return None
+
+
 def send_transactional(settings: Settings, msg) -> None:
     """One transactional EmailMessage through the configured backend's ``send_message``."""
     backend = make_backend(settings)

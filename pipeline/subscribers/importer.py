@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,10 +23,13 @@ class ImportReport:
     problems: tuple[Problem, ...]
 
 
-def import_csv(engine: Engine, path: Path, *, topic_ids: frozenset[str], at: datetime, consented: bool) -> ImportReport:
+def import_csv(engine: Engine, path: Path, *, topic_ids: frozenset[str], at: datetime, consented: bool,
+               address_problem: Callable[[str], str | None] = lambda _email: None) -> ImportReport:
     """``consented`` means the operator holds the consent: rows become confirmed, source 'import'.
 
     Without it rows stay pending until the person confirms (the confirmation email comes with the web flow).
+    ``address_problem`` says why the delivery backend can never send to an address: such a row is imported
+    (another backend may reach it) with a warning.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -43,6 +47,9 @@ def import_csv(engine: Engine, path: Path, *, topic_ids: frozenset[str], at: dat
                     problems.append(Problem(path=str(path), line=row.line, field="email",
                                             message="is on the suppression list and was not imported", severity="warning"))
                     continue
+                if (why := address_problem(row.email)) is not None:
+                    problems.append(Problem(path=str(path), line=row.line, field="email",
+                                            message=f"imported, but {why}", severity="warning"))
                 _, was_created = repository.upsert(
                     conn, email=row.email, name=row.name, topics=row.topics, cadence=row.cadence,
                     timezone=row.timezone, at=at,

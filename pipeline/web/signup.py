@@ -12,6 +12,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from pipeline.delivery.factory import address_problem
 from pipeline.subscribers import lifecycle, messages
 from pipeline.subscribers.csvio import check_email
 from pipeline.subscribers.model import CADENCES
@@ -67,6 +68,10 @@ async def subscribe(web: Web, request: Request) -> Response:
         email = ""
         errors["email"] = ("Please enter your email address." if not raw_email else
                            "Please check your email address. It should look like name@example.com.")
+    if email and address_problem(web.settings, email):
+        # Said now, kindly: otherwise the confirmation email fails unseen and the person waits for nothing.
+        errors["email"] = ("Sorry, we cannot send email to an address with letters such as é or ü yet. "
+                           "If you have another email address, please use that one.")
     if topic_error:
         errors["topics"] = topic_error
     if len(name) > 200:

@@ -60,3 +60,13 @@ def any_site(db_url, tmp_path, portal):
     s = _site(tmp_path, db_url, portal)
     yield s
     _close(s, portal)
+
+
+@pytest.fixture
+def sendgrid_site(tmp_path, portal):
+    """The app on a fresh SQLite database, delivering through SendGrid at an address where nothing listens (a test
+    that uses it must not expect mail to arrive)."""
+    s = _site(tmp_path, f"sqlite:///{tmp_path}/web.db", portal, delivery="sendgrid", sendgrid_api_key="SG.test",
+              sendgrid_host="http://127.0.0.1:9")
+    yield s
+    _close(s, portal)

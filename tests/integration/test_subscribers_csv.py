@@ -90,3 +90,18 @@ def test_export_round_trips_through_import(project, db_url):
 def test_missing_file_is_a_clear_error(project):
     result = CliRunner().invoke(cli, ["subscribers", "import", "nope.csv"])
     assert result.exit_code == 1 and "nope.csv: file not found" in result.output
+
+
+def test_import_warns_of_an_address_the_delivery_backend_can_never_reach(project, db_url, monkeypatch):
+    (project / "people.csv").write_text("email,name,topics,cadence,timezone\n"
+                                        "ann@example.org,Ann,,weekly,UTC\n"
+                                        "zoë@example.org,Zoë,,weekly,UTC\n")
+    monkeypatch.setenv("PIPELINE_DELIVERY", "sendgrid")
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.test")
+    result = CliRunner().invoke(cli, ["subscribers", "import", "people.csv", "--consented"])
+    assert result.exit_code == 0, result.output
+    assert ("people.csv:3: email: warning: imported, but PIPELINE_DELIVERY=sendgrid cannot send to it: SendGrid "
+            "takes ASCII addresses only") in result.output
+    assert "people.csv:2:" not in result.output
+    assert "imported 2 new, updated 0, rejected 0 rows" in result.output
+    assert count(db_url) == 2

@@ -220,3 +220,14 @@ def test_no_addresses_in_logs_at_info(site, caplog):
         if record.levelno >= logging.INFO:
             assert "private.person" not in record.getMessage()
             assert "private.person" not in str(record.__dict__)
+
+
+def test_an_address_sendgrid_cannot_take_is_explained_at_sign_up_not_lost(sendgrid_site, site):
+    r = sendgrid_site.signup("zoë@example.org")
+    assert r.status_code == 400
+    assert "we cannot send email to an address with letters such as é or ü yet" in r.page
+    assert 'id="email-error"' in r.text and 'value="zoë@example.org"' in r.text
+    assert sendgrid_site.snapshot()["subscribers"] == []
+    # The same address through the outbox folder (or SMTP) is fine: the refusal is the backend's, not the form's.
+    assert site.signup("zoë@example.org").status_code == 200
+    assert [m["To"] for m in site.outbox()] == ["zoë@example.org"]
