@@ -91,6 +91,11 @@ def _usage(_state: dict) -> tuple[int, float]:
     return own.ru_maxrss, own.ru_utime + own.ru_stime
 
 
+def _stopped(exc: BaseException) -> str:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"the batch worker stopped ({detail})"
+
+
 class BatchWorker:
     """One worker process; ``submit`` returns a Future of one prepared payload per group, in order. Once the
     process is gone, ``submit`` raises WorkerLost, and so does every Future it had not answered."""
@@ -135,8 +140,7 @@ class BatchWorker:
                 else:
                     future.set_exception(value)
         except Exception as exc:  # noqa: BLE001 - end of file, a broken pipe, or a reply cut short
-            self._lose(f"the batch worker stopped ({type(exc).__name__}: {exc})" if str(exc)
-                       else f"the batch worker stopped ({type(exc).__name__})")
+            self._lose(_stopped(exc))
 
     def _lose(self, why: str) -> None:
         self._lost = self._lost or why
@@ -157,7 +161,7 @@ class BatchWorker:
             try:
                 self._conn.send(request)
             except (OSError, ValueError) as exc:  # its end is closed: it died before taking this
-                self._lose(f"the batch worker stopped ({type(exc).__name__})")
+                self._lose(_stopped(exc))
                 raise WorkerLost(self._lost) from exc
         if self._lost is not None:  # lost while we were handing it over: the reader may have drained already
             self._lose(self._lost)
