@@ -8,11 +8,10 @@ from pathlib import Path
 
 import click
 
+from pipeline.commands import AT_HELP, current
 from pipeline.context import Context, parse_at
 from pipeline.errors import PipelineError
 from pipeline.settings import load_settings
-
-AT_HELP = "The moment to act as if it were now (ISO 8601 with offset). Default: the current time."
 
 
 class _Group(click.Group):
@@ -30,9 +29,7 @@ class _Group(click.Group):
             raise
 
 
-def _ctx() -> Context:
-    return click.get_current_context().find_object(Context)
-
+_ctx = current
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
@@ -289,6 +286,9 @@ def suppressions_remove(email: str) -> None:
     click.echo("removed" if remove(_ctx().engine, email) else "not on the list")
 
 # --- end delivery: suppressions ----------------------------------------------------------------------------------
+
+
+# Command groups kept in their own modules (pipeline/commands/), one line each.
 
 
 def main() -> None:
