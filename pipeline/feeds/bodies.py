@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +45,23 @@ def _pages(job: PageJob) -> Pages:
     return _worker[1]
 
 
+def _leave_with_parent(lifeline) -> None:
+    """Pool initializer: end this worker as soon as the build that started it is gone, even by kill -9.
+
+    The pool's task queue cannot tell us: every worker holds both its ends, so a worker whose parent died
+    would finish the pages already queued and then wait for ever. ``lifeline`` is the read end of a pipe
+    whose only writer is the parent, so its end of file means exactly that."""
+
+    def watch() -> None:
+        try:
+            lifeline.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="leave-with-parent", daemon=True).start()
+
+
 def _write_chunk(job: PageJob, chunk: Sequence[Article], keep: frozenset[str]) -> list[tuple[bool, str | None]]:
     pages = _pages(job)
     out = []
@@ -68,8 +86,14 @@ def write_pages(job: PageJob, articles: Sequence[Article], *, keep_html: frozens
         size = max(16, len(articles) // (workers * 6) + 1)
         chunks = [articles[i:i + size] for i in range(0, len(articles), size)]
         results = []
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for part in pool.map(_write_chunk, [job] * len(chunks), chunks, [keep_html] * len(chunks)):
-                results.extend(part)
+        lifeline, alive = ctx.Pipe(duplex=False)
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_leave_with_parent,
+                                     initargs=(lifeline,)) as pool:
+                for part in pool.map(_write_chunk, [job] * len(chunks), chunks, [keep_html] * len(chunks)):
+                    results.extend(part)
+        finally:
+            alive.close()
+            lifeline.close()
     html = {a.slug: h for a, (_, h) in zip(articles, results, strict=True) if h is not None}
     return sum(changed for changed, _ in results), html

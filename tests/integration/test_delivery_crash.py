@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +21,7 @@ from pipeline.digests.send import WORKER_MIN_RECIPIENTS
 from pipeline.store.engine import make_engine
 from pipeline.store.tables import deliveries
 from tests.support.db import add_subscribers
+from tests.support.processes import tagged_processes
 from tests.support.project import AT, ROOT, make_project
 from tests.support.sendgrid_sink import Sink, SinkServer
 
@@ -172,21 +172,6 @@ def test_ctrl_c_during_a_send_with_a_worker_stops_cleanly_and_a_rerun_finishes(d
     rows = ledger_rows(db_url)
     assert len(rows) == WORKER_MIN_RECIPIENTS + 1000 and {r.state for r in rows.values()} == {"sent"}
     assert len(server.sink.per_recipient) == len(rows) and set(server.sink.per_recipient.values()) == {1}
-
-
-def tagged_processes(tag: str) -> list[int]:
-    """Live processes (not zombies) whose environment carries ``MBC_CRASH_TAG=tag``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if f"MBC_CRASH_TAG={tag}".encode() in (entry / "environ").read_bytes().split(b"\0") and \
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                found.append(int(entry.name))
-        except OSError:  # gone meanwhile, or not ours
-            continue
-    return found
 
 
 def test_concurrent_senders_send_each_recipient_once(db_url, tmp_path):
