@@ -289,6 +289,9 @@ def suppressions_remove(email: str) -> None:
 
 
 # Command groups kept in their own modules (pipeline/commands/), one line each.
+from pipeline.commands.backup import backup as _backup  # noqa: E402
+
+cli.add_command(_backup)
 
 
 def main() -> None:
