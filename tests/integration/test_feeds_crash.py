@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.feeds.bodies import PARALLEL_MIN
 from tests.support.processes import tagged_processes
-from tests.support.project import AT, ROOT, make_project
+from tests.support.project import AT, ROOT, make_project, write_article
 
 pytestmark = pytest.mark.slow
 
@@ -24,21 +24,9 @@ BODY = "\n\n".join(f"Paragraph {k}. A short plain sentence about care. Another o
 
 def many_articles(project, n: int) -> None:
     for i in range(n):
-        (project / "content" / f"many-{i:04d}.md").write_text(f"""---
-title: "Article number {i}"
-summary: "A short plain summary, number {i}."
-topics: [quality-of-life]
-status: approved
-publish_at: 2026-11-01T09:00:00+00:00
-reviewed_by: "Sample Reviewer, MD"
-reviewed_on: 2026-11-01
-sources:
-  - title: "Example source"
-    url: "https://example.org/source-{i}"
----
-
-{BODY}
-""", encoding="utf-8")
+        write_article(project / "content", f"many-{i:04d}", title=f"Article number {i}",
+                      summary=f"A short plain summary, number {i}.", topic="quality-of-life",
+                      publish_at="2026-11-01T09:00:00+00:00", source=f"https://example.org/source-{i}", body=BODY)
 
 
 def build(env, project) -> subprocess.Popen:

@@ -28,25 +28,37 @@ def make_project(workdir: Path) -> Path:
     content.mkdir(parents=True)
     shutil.copy(ROOT / "content" / "topics.yaml", content / "topics.yaml")
     for i, topic in enumerate(TOPICS):
-        when = (AT - timedelta(days=1, hours=i)).isoformat()
-        (content / f"bench-{topic}.md").write_text(f"""---
-title: "Benchmark article about {topic.replace('-', ' ')}"
-summary: "A short plain summary for the benchmark, number {i}."
-topics: [{topic}]
-status: approved
-publish_at: {when}
-reviewed_by: "Sample Reviewer, MD"
-reviewed_on: 2026-11-01
-sources:
-  - title: "Example source"
-    url: "https://example.org/source-{i}"
----
+        write_article(content, f"bench-{topic}", title=f"Benchmark article about {topic.replace('-', ' ')}",
+                      summary=f"A short plain summary for the benchmark, number {i}.", topic=topic,
+                      publish_at=(AT - timedelta(days=1, hours=i)).isoformat(), source=f"https://example.org/source-{i}")
+    shutil.copy(ROOT / "schedules.yaml", workdir / "schedules.yaml")
+    return workdir
 
-This is a short article. It has a few sentences. Each one is plain.
+
+BODY = """This is a short article. It has a few sentences. Each one is plain.
 
 ## What to know
 
 Talk with your care team about what matters to you.
-""", encoding="utf-8")
-    shutil.copy(ROOT / "schedules.yaml", workdir / "schedules.yaml")
-    return workdir
+"""
+
+
+def write_article(content: Path, slug: str, *, title: str, summary: str, topic: str, publish_at: str, source: str,
+                  body: str = BODY) -> Path:
+    """One approved article with a front-matter review."""
+    path = content / f"{slug}.md"
+    path.write_text(f"""---
+title: "{title}"
+summary: "{summary}"
+topics: [{topic}]
+status: approved
+publish_at: {publish_at}
+reviewed_by: "Sample Reviewer, MD"
+reviewed_on: 2026-11-01
+sources:
+  - title: "Example source"
+    url: "{source}"
+---
+
+{body}""", encoding="utf-8")
+    return path
