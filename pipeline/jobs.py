@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pipeline import metrics
 from pipeline.context import Context
 from pipeline.feeds import BuildReport, build_site
 from pipeline.fsio import write_atomic
@@ -25,7 +27,14 @@ class Lines:
 
 def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
     s = ctx.settings
-    return build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url, templates_dir=s.templates_dir)
+    started, ok = time.monotonic(), False
+    try:
+        report = build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url,
+                            templates_dir=s.templates_dir)
+        ok = True
+        return report
+    finally:
+        metrics.feed_build(finished_at=time.time(), seconds=time.monotonic() - started, ok=ok)
 
 
 def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True,
@@ -40,6 +49,9 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
     bar: dict[str, Progress] = {}
 
     def on_batch(total: int | None = None, **counts: int) -> None:
+        metrics.messages(ctx.settings.delivery, "digest", counts)
+        if not progress:
+            return
         if total is not None:
             bar["p"] = Progress(total, label=f"digest {name}")
         elif "p" in bar:
@@ -48,7 +60,7 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
     try:
         report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=ctx.library(),
                       schedule=ctx.schedule, backend=backend, dry_run=dry_run,
-                      on_batch=on_batch if progress and not dry_run else None, stop=stop)
+                      on_batch=None if dry_run else on_batch, stop=stop)
     finally:
         backend.close()
         if "p" in bar:

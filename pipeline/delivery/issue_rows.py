@@ -40,6 +40,14 @@ def find_issue(conn: Connection, digest: str, fire_at: datetime) -> int | None:
     return conn.execute(select(t_iss.c.id).where(t_iss.c.digest == digest, t_iss.c.fire_at == fire_at)).scalar()
 
 
+def latest_issues(conn: Connection) -> list[tuple[str, datetime, int]]:
+    """(digest, fire time, issue id) of each digest's latest issue."""
+    newest = select(t_iss.c.digest, func.max(t_iss.c.fire_at).label("fire_at")).group_by(t_iss.c.digest).subquery()
+    rows = conn.execute(select(t_iss.c.digest, t_iss.c.fire_at, t_iss.c.id).join(
+        newest, (t_iss.c.digest == newest.c.digest) & (t_iss.c.fire_at == newest.c.fire_at)).order_by(t_iss.c.digest))
+    return [(r.digest, r.fire_at, r.id) for r in rows]
+
+
 def _issue_lock(conn: Connection, digest: str, fire_at: datetime) -> None:
     # PostgreSQL: serialise planners of one issue so the second waits and then finds the first's rows.
     # SQLite needs nothing: BEGIN IMMEDIATE already holds the database's write lock.

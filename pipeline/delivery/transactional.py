@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from email.message import EmailMessage
 
+from pipeline import metrics
 from pipeline.delivery.factory import send_transactional
+from pipeline.errors import DeliveryUnknown
 from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline.delivery")
@@ -13,5 +15,14 @@ log = logging.getLogger("pipeline.delivery")
 
 def send_message(settings: Settings, msg: EmailMessage) -> None:
     """Send one transactional message through the configured backend (file, SMTP or SendGrid)."""
-    send_transactional(settings, msg)
+    kind = msg["X-Pipeline-Kind"] or "other"
+    try:
+        send_transactional(settings, msg)
+    except DeliveryUnknown:
+        metrics.messages(settings.delivery, kind, {"unknown": 1})
+        raise
+    except Exception:
+        metrics.messages(settings.delivery, kind, {"failed": 1})
+        raise
+    metrics.messages(settings.delivery, kind, {"sent": 1})
     log.info("transactional message sent", extra={"action": "transactional_sent", "kind": msg["X-Pipeline-Kind"] or ""})

@@ -99,7 +99,7 @@ def next_runs(scheduler: BackgroundScheduler) -> dict[str, datetime | None]:
 
 def run_forever(ctx, *, host: str, port: int) -> None:
     """Build the feeds, start the scheduler, serve the web app in the foreground; stop cleanly on Ctrl-C/SIGTERM."""
-    from pipeline import jobs
+    from pipeline import jobs, metrics
     from pipeline.scheduling.lock import single_scheduler
     from pipeline.web.server import serve
 
@@ -109,6 +109,7 @@ def run_forever(ctx, *, host: str, port: int) -> None:
         scheduler = make_scheduler(ctx.engine, ctx.schedule)
         resume_unfinished(scheduler, ctx.engine, ctx.schedule, now=datetime.now(UTC))
         scheduler.resume()
+        metrics.scheduler_role("active")
         for job_id, when in next_runs(scheduler).items():
             log.info("job %s next runs at %s", job_id, when.isoformat() if when else "never", extra={"action": "job_scheduled"})
         try:
@@ -117,4 +118,5 @@ def run_forever(ctx, *, host: str, port: int) -> None:
             STOPPING.set()
             scheduler.shutdown(wait=True)
             STOPPING.clear()
+            metrics.scheduler_role("web-only")
             log.info("scheduler stopped", extra={"action": "scheduler_stopped"})

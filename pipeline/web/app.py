@@ -10,11 +10,14 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
+from pipeline import metrics
+from pipeline.delivery import issue_rows, ledger
 from pipeline.errors import PipelineError
 from pipeline.subscribers.tokens import Signer
 from pipeline.web import leaving, preferences, signup, webhooks
@@ -55,6 +58,17 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
     async def healthz(_request):
         return PlainTextResponse("ok", headers={"Cache-Control": "no-store"})
 
+    def latest_counts():
+        with ctx.engine.connect() as conn:
+            return [(digest, fire, {state: n for state, n in ledger.counts(conn, issue_id).items()
+                                    if state in ledger.STATES})
+                    for digest, fire, issue_id in issue_rows.latest_issues(conn)]
+
+    async def metrics_page(_request):
+        rows = await run_in_threadpool(latest_counts)
+        return Response(metrics.exposition(lambda: rows), media_type=metrics.CONTENT_TYPE,
+                        headers={"Cache-Control": "no-store"})
+
     async def not_found(scope, receive, send):
         response = web.message(Request(scope), "We can't find that page",
                                ["It may have moved, or the address may have a typo."],
@@ -74,6 +88,8 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
 
     routes = [
         Route("/healthz", healthz),
+        # Off unless PIPELINE_METRICS=1: then answered like any missing page.
+        *([Route("/metrics", metrics_page, methods=["GET"])] if settings.metrics else []),
         Route("/subscribe", page(signup.subscribe_form), methods=["GET"]),
         Route("/subscribe", page(signup.subscribe), methods=["POST"]),
         Route("/subscribe/resend", page(signup.resend), methods=["POST"]),

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from pipeline import metrics
 from pipeline.delivery import events
 from pipeline.errors import ConfigError
 
@@ -59,6 +60,7 @@ class SendGridWebhook:
             return PlainTextResponse("body is not JSON", status_code=400)
         if not isinstance(batch, list):
             return PlainTextResponse("expected a JSON array of events", status_code=400)
+        metrics.webhook_events(e.get("event") for e in batch if isinstance(e, dict))
         applied = await run_in_threadpool(events.apply_events, self.ctx.engine, batch, at=now)
         return JSONResponse(applied.as_dict())
 

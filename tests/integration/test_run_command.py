@@ -28,6 +28,7 @@ def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
     shutil.copy(ROOT / "schedules.yaml", tmp_path / "schedules.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env["PYTHONPATH"] = str(ROOT)
+    env["PIPELINE_METRICS"] = "1"
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -44,6 +45,9 @@ def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
         feed = httpx.get(f"http://127.0.0.1:{port}/feeds/all.atom.xml", timeout=5)
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/atom+xml")
         assert (tmp_path / "public" / "feeds" / "all.json").is_file()
+        shown = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'pipeline_scheduler_role{role="active"} 1.0' in shown
+        assert "pipeline_feed_build_last_success 1.0" in shown
     finally:
         proc.send_signal(sig)
         output, _ = proc.communicate(timeout=30)

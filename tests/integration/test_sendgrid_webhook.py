@@ -152,3 +152,24 @@ def test_malformed_body_is_400(world):
     body = b'{"not": "a list"}'
     resp = world.client.post("/webhooks/sendgrid", content=body, headers=sign(world.private, body))
     assert resp.status_code == 400
+
+
+def test_verified_events_are_counted_by_type_and_an_unknown_type_is_other(world):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pipeline import metrics
+
+    def counts() -> dict[str, float]:
+        return {s.labels["type"]: s.value for f in text_string_to_metric_families(metrics.exposition().decode())
+                for s in f.samples if s.name == "pipeline_webhook_events_total"}
+
+    before = counts()
+    batch = [event("bounce", world.ids[0], world.issue_id), event("delivered", world.ids[1], world.issue_id),
+             event("reader9@example.org", world.ids[2], world.issue_id)]
+    assert post(world, batch).status_code == 200
+    assert post(world, batch, headers=sign(world.private, b"[]")).status_code != 200  # unverified: not counted
+    after = counts()
+    assert after["bounce"] - before.get("bounce", 0) == 1
+    assert after["delivered"] - before.get("delivered", 0) == 1
+    assert after["other"] - before.get("other", 0) == 1
+    assert not [label for label in after if "@" in label]
