@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
@@ -98,25 +99,35 @@ def next_runs(scheduler: BackgroundScheduler) -> dict[str, datetime | None]:
 
 
 def run_forever(ctx, *, host: str, port: int) -> None:
-    """Build the feeds, start the scheduler, serve the web app in the foreground; stop cleanly on Ctrl-C/SIGTERM."""
-    from pipeline import jobs, metrics
-    from pipeline.scheduling.lock import single_scheduler
+    """Serve the web app in the foreground until Ctrl-C/SIGTERM. Holding the scheduler lock, build the feeds and run
+    the scheduler too; otherwise stand by and take over when the active one dies."""
+    from pipeline import jobs
+    from pipeline.scheduling.lock import SchedulerLock
+    from pipeline.scheduling.standby import Leadership
     from pipeline.web.server import serve
 
-    report = jobs.build_feeds(ctx, at=datetime.now(UTC))
-    log.info("feeds: %s", report.summary(), extra={"action": "feeds_built"})
-    with single_scheduler(ctx.engine, ctx.settings.var_dir):
+    def start() -> Callable[[], None]:
+        report = jobs.build_feeds(ctx, at=datetime.now(UTC))
+        log.info("feeds: %s", report.summary(), extra={"action": "feeds_built"})
         scheduler = make_scheduler(ctx.engine, ctx.schedule)
         resume_unfinished(scheduler, ctx.engine, ctx.schedule, now=datetime.now(UTC))
         scheduler.resume()
-        metrics.scheduler_role("active")
         for job_id, when in next_runs(scheduler).items():
             log.info("job %s next runs at %s", job_id, when.isoformat() if when else "never", extra={"action": "job_scheduled"})
-        try:
-            serve(ctx, host=host, port=port)  # returns on SIGINT or SIGTERM
-        finally:
+
+        def stop() -> None:
             STOPPING.set()
-            scheduler.shutdown(wait=True)
-            STOPPING.clear()
-            metrics.scheduler_role("web-only")
+            try:
+                scheduler.shutdown(wait=True)
+            finally:
+                STOPPING.clear()
             log.info("scheduler stopped", extra={"action": "scheduler_stopped"})
+
+        return stop
+
+    leadership = Leadership(SchedulerLock(ctx.engine, ctx.settings.var_dir), start=start)
+    leadership.begin()  # the lock before anything else: a standby builds nothing
+    try:
+        serve(ctx, host=host, port=port)  # returns on SIGINT or SIGTERM
+    finally:
+        leadership.close()

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from pipeline.errors import ConfigError
-from pipeline.scheduling.lock import single_scheduler
+from pipeline.scheduling.lock import SchedulerLock
 from pipeline.scheduling.runner import make_scheduler, resume_unfinished
 from pipeline.scheduling.schedule import load_schedule
 from pipeline.store.engine import make_engine
@@ -150,14 +149,17 @@ def test_an_issue_left_unfinished_is_resumed_at_start_within_its_grace(db_url, t
         engine.dispose()
 
 
-def test_a_second_scheduler_on_the_same_database_is_refused(db_url, tmp_path):
-    engine = make_engine(db_url)
+def test_one_scheduler_lock_per_database_and_it_is_free_again_once_released(db_url, tmp_path):
+    engine, other = make_engine(db_url), make_engine(db_url)
+    first, second = SchedulerLock(engine, tmp_path / "var"), SchedulerLock(other, tmp_path / "var")
     try:
-        with single_scheduler(engine, tmp_path / "var"):
-            with pytest.raises(ConfigError, match="another scheduler"):
-                with single_scheduler(engine, tmp_path / "var"):
-                    pass
-        with single_scheduler(engine, tmp_path / "var"):
-            pass
+        assert first.try_acquire() and first.held()
+        assert not second.try_acquire() and not second.held()
+        first.release()
+        assert not first.held()
+        assert second.try_acquire() and second.held()
     finally:
+        first.release()
+        second.release()
         engine.dispose()
+        other.dispose()
