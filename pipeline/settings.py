@@ -30,6 +30,7 @@ _ENV = {
     "smtp_rate": "PIPELINE_SMTP_RATE",
     "sendgrid_tracking": "PIPELINE_SENDGRID_TRACKING",
     "web_rate_limits": "PIPELINE_WEB_RATE_LIMITS",
+    "review_mode": "PIPELINE_REVIEW_MODE",
 }
 
 DELIVERY_BACKENDS = ("file", "smtp", "sendgrid", "memory")
@@ -57,6 +58,9 @@ class Settings:
     sendgrid_tracking: bool = False
     # Sign-up rate limits in the web app; only benchmarks turn them off (PIPELINE_WEB_RATE_LIMITS=off).
     web_rate_limits: bool = True
+    # attested: a front-matter review counts for the exact text it was first seen with; staff: only approvals by
+    # reviewer accounts count (recommended in production).
+    review_mode: str = "attested"
 
     def __repr__(self) -> str:
         # Keys never reach logs or tracebacks.
@@ -137,6 +141,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("PIPELINE_SMTP_URL: required when PIPELINE_DELIVERY=smtp, e.g. smtp://user:pass@host:587?starttls=1")
     if s.delivery == "sendgrid" and not s.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY: required when PIPELINE_DELIVERY=sendgrid")
+    if s.review_mode not in ("attested", "staff"):
+        raise ConfigError(f"PIPELINE_REVIEW_MODE: {s.review_mode!r} is not a review mode; use attested or staff")
     parts = urlsplit(s.site_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"PIPELINE_SITE_URL: {s.site_url!r} is not an http(s) URL, e.g. https://digest.example.org")

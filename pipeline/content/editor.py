@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.content import frontmatter
+from pipeline.content import frontmatter, placeholders
 from pipeline.content.loader import SLUG_RE, load_topics, parse_article
 from pipeline.errors import ContentError, InputError, NotFound, Problem
 from pipeline.fsio import write_atomic
@@ -15,7 +15,7 @@ _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 
 NEW_TEMPLATE = """---
 title: "{title}"
-summary: "One or two plain sentences, under 300 characters."
+summary: "{summary}"
 topics: [{topics}]
 status: draft
 publish_at: {publish_at}
@@ -23,12 +23,12 @@ author: "{author}"
 reviewed_by:
 reviewed_on:
 sources:
-  - title: "Name of the page, Publisher"
-    url: "https://www.example.org/replace-with-the-source"
+  - title: "{source_title}"
+    url: "{source_url}"
 ---
-Write in short sentences and everyday words. Explain each medical term the first time you use it.
+{body_first}
 
-End with a gentle reminder to talk with the care team where it fits.
+{body_second}
 """
 
 
@@ -51,7 +51,9 @@ def new_article(content_dir: Path, *, title: str, topics: list[str], at: datetim
     if path.exists():
         raise InputError(f"{path}: already exists; choose another --slug")
     text = NEW_TEMPLATE.format(title=title.replace('"', "'"), topics=", ".join(topics), author=author.replace('"', "'"),
-                               publish_at=at.replace(microsecond=0).isoformat())
+                               publish_at=at.replace(microsecond=0).isoformat(), summary=placeholders.SUMMARY,
+                               source_title=placeholders.SOURCE_TITLE, source_url=placeholders.SOURCE_URL,
+                               body_first=placeholders.BODY_LINES[0], body_second=placeholders.BODY_LINES[1])
     write_atomic(path, text, skip_unchanged=False)
     return path
 
