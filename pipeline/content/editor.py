@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from pipeline.content import frontmatter, placeholders
@@ -70,8 +71,9 @@ def _set_fields(text: str, values: dict[str, str]) -> str:
     return "".join(lines[:end] + extra + lines[end:])
 
 
-def queue_article(content_dir: Path, slug: str, *, at: datetime) -> Path:
-    """Approve and schedule an article for ``at``. Refuses one without a medical review and sources."""
+def queue_article(content_dir: Path, slug: str, *, at: datetime, review: tuple[str, date] | None = None) -> Path:
+    """Approve and schedule an article for ``at``. Refuses one without a medical review and sources.
+    ``review``: (reviewer as shown, date) of a reviewer account's approval, written into the review fields."""
     path = content_dir / f"{slug}.md"
     if not SLUG_RE.match(slug) or not path.is_file():
         raise NotFound(f"{path}: no such article; see 'pipeline content list'")
@@ -82,7 +84,10 @@ def queue_article(content_dir: Path, slug: str, *, at: datetime) -> Path:
         raise ContentError([Problem(path=str(path), line=exc.line, field="front matter", message=str(exc))]) from None
     if doc.data.get("status") == "retracted":
         raise InputError(f"{path}: is retracted; set its status to review and have it re-reviewed first")
-    new_text = _set_fields(text, {"status": "approved", "publish_at": at.isoformat()})
+    values = {"status": "approved", "publish_at": at.isoformat()}
+    if review is not None:
+        values.update(reviewed_by=json.dumps(review[0], ensure_ascii=False), reviewed_on=review[1].isoformat())
+    new_text = _set_fields(text, values)
     topics, _ = load_topics(content_dir / "topics.yaml")
     article, problems = parse_article(new_text, slug=slug, path=str(path), topic_ids=frozenset(t.id for t in topics))
     errors = [p for p in problems if p.severity == "error"]

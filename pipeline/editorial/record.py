@@ -6,6 +6,7 @@ keeps each article's publication (its time, or its retraction) in line with the 
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -38,6 +39,10 @@ class Stored:
     text: str
     author: str
     created_at: datetime
+
+    @property
+    def fields(self) -> dict:
+        return json.loads(self.text)
 
 
 @dataclass(frozen=True, kw_only=True)
