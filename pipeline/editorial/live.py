@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from pipeline.content.checks import next_review_due
@@ -29,10 +29,12 @@ def live_articles(conn: Connection, *, at: datetime, mode: str) -> list[Article]
             chosen[r.slug].append(r)
     if not chosen:
         return []
-    wanted = [(slug, found[-1].revision) for slug, found in chosen.items()]
-    texts = {(r.slug, r.hash): r.text for r in conn.execute(
-        select(revisions.c.slug, revisions.c.hash, revisions.c.text)
-        .where(tuple_(revisions.c.slug, revisions.c.hash).in_(wanted)))}
+    wanted = sorted({found[-1].revision for found in chosen.values()})
+    texts = {}
+    for i in range(0, len(wanted), 500):  # SQLite bounds the number of parameters in one statement
+        texts.update({(r.slug, r.hash): r.text for r in conn.execute(
+            select(revisions.c.slug, revisions.c.hash, revisions.c.text)
+            .where(revisions.c.hash.in_(wanted[i:i + 500])))})
     out = []
     for slug, found in sorted(chosen.items()):
         pub, review = pubs[slug], found[-1]

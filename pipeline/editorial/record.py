@@ -153,10 +153,16 @@ def add_review(conn: Connection, *, slug: str, revision_hash: str, verdict: str,
                  **details, **({"note": note} if note else {}))
 
 
+_UNREAD = object()
+
+
 def set_publication(conn: Connection, slug: str, *, state: str, publish_at: datetime, author: str | None,
-                    updated_at: datetime | None, at: datetime, actor: str, revision_hash: str | None) -> str | None:
-    """Bring the article's publication in line; returns the audit event written ('scheduled', 'retracted') or None."""
-    old = publication(conn, slug)
+                    updated_at: datetime | None, at: datetime, actor: str, revision_hash: str | None,
+                    old=_UNREAD) -> str | None:
+    """Bring the article's publication in line; returns the audit event written ('scheduled', 'retracted') or None.
+    ``old``: its current row (or None), when the caller has already read it."""
+    if old is _UNREAD:
+        old = publication(conn, slug)
     values = {"state": state, "publish_at": publish_at, "author": author, "updated_at": updated_at, "changed_at": at}
     if old is None:
         conn.execute(publications.insert().values(slug=slug, **values))
@@ -228,7 +234,7 @@ def sync_files(conn: Connection, articles: list[Article], *, present: set[str], 
                 report.scheduled.append(a.slug)
             if not dry_run:
                 set_publication(conn, a.slug, state="scheduled", publish_at=a.publish_at, author=a.author,
-                                updated_at=a.updated_at, at=at, actor=actor, revision_hash=rev.hash)
+                                updated_at=a.updated_at, at=at, actor=actor, revision_hash=rev.hash, old=pub)
     for slug, pub in pubs.items():
         if pub.state == "scheduled" and slug not in present:
             report.retracted.append(slug)
