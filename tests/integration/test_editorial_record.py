@@ -380,3 +380,24 @@ def test_following_the_editor_guide_literally_cannot_publish_the_template(cli_en
     assert run("feeds", "build", "--at", AT.isoformat()).exit_code == 0
     assert not (cli_env / "public" / "articles" / "sleeping-better.html").exists()
     assert "replace-with-the-source" not in Path(cli_env / "public" / "feeds" / "all.json").read_text()
+
+
+def test_approve_reads_the_one_time_code_from_the_next_stdin_line(cli_env, db_url):
+    slug = "bench-palliative-care"
+    path = cli_env / "content" / f"{slug}.md"
+    path.write_text(path.read_text() + "\nOne more plain sentence.\n")
+    assert run("staff", "add", "ada@example.org", "--name", "Dr Ada Example", "--role", "reviewer",
+               "--password-stdin", input=PASSWORD + "\n").exit_code == 0
+    secret = totp.new_secret()
+    e = make_engine(db_url)
+    with e.begin() as conn:
+        staff.set_totp(conn, "ada@example.org", secret, at=AT)
+    e.dispose()
+    at = AT + timedelta(hours=1)
+    without = run("content", "approve", slug, "--as", "ada@example.org", "--password-stdin", "--at", at.isoformat(),
+                  input=PASSWORD + "\n")
+    assert without.exit_code == 1 and "One-time code: expected a line on standard input" in without.output
+    ok = run("content", "approve", slug, "--as", "ada@example.org", "--password-stdin", "--at", at.isoformat(),
+             input=f"{PASSWORD}\n{totp.code_at(secret, at)}\n")
+    assert ok.exit_code == 0, ok.output
+    assert "approved bench-palliative-care revision" in ok.output
