@@ -1,7 +1,8 @@
 """The editorial audit log: append and read. Nothing here (or anywhere) updates or deletes a row.
 
-Actors are ``staff:<id>``, ``file:content/<slug>.md``, ``operator`` (a shell command with no account) or
-``scheduler``; never an email address, and never subscriber data.
+Actors are ``staff:<id>``, ``file:content/<slug>.md``, ``operator`` (a shell command with no account),
+``feed-build`` (went_live) or ``unknown`` (a refused attempt by no account); never an email address, and never
+subscriber data.
 """
 
 from __future__ import annotations

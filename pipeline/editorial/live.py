@@ -55,7 +55,7 @@ def publishing_library(conn: Connection, library: Library, *, at: datetime, mode
     return Library(topics=library.topics, articles=tuple(live_articles(conn, at=at, mode=mode)))
 
 
-def record_went_live(conn: Connection, live: list[Article], *, at: datetime, actor: str = "scheduler") -> int:
+def record_went_live(conn: Connection, live: list[Article], *, at: datetime, actor: str = "feed-build") -> int:
     """Log ``went_live`` for each (article, revision) seen live for the first time (again, after a retraction)."""
     from pipeline.editorial.canonical import revision_of
 

@@ -233,7 +233,7 @@ publications = Table(
 )
 
 # Append-only: the application only inserts; on PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE.
-# No subscriber data: actors are staff:<id>, file:…, operator or scheduler.
+# No subscriber data: actors are staff:<id>, file:…, operator, feed-build or unknown.
 audit_log = Table(
     "audit_log", metadata,
     Column("id", Integer, primary_key=True),
