@@ -64,6 +64,7 @@ def check(at: str | None) -> None:
         problems.extend(editorial_warnings(article, at=when, lines=lines))
     _, schedule_problems = load_schedule(c.settings.schedules, topic_ids=frozenset(library.topic_ids))
     problems.extend(schedule_problems)
+    problems.extend(_editorial_problems(c, library, when))
     for p in problems:
         click.echo(str(p), err=True)
     errors = sum(p.severity == "error" for p in problems)
@@ -71,6 +72,20 @@ def check(at: str | None) -> None:
     click.echo(f"{len(library.articles)} articles checked: {errors} errors, {warnings} warnings")
     if errors:
         sys.exit(1)
+
+
+def _editorial_problems(c: Context, library, when) -> list:
+    from pipeline.editorial.checks import editorial_problems
+    from pipeline.errors import Problem, StoreError
+
+    present = {p.stem for p in c.settings.content_dir.glob("*.md") if p.name.lower() != "readme.md"}
+    try:
+        with c.engine.connect() as conn:
+            return editorial_problems(conn, library, present=present, at=when, mode=c.settings.review_mode,
+                                      site_url=c.settings.site_url, postal_address=c.settings.postal_address)
+    except StoreError as exc:
+        return [Problem(path="PIPELINE_DATABASE_URL", line=1, field="editorial record", severity="warning",
+                        message=f"not checked: {exc}")]
 
 
 @cli.group()
@@ -81,16 +96,40 @@ def content() -> None:
 @content.command("list")
 @click.option("--status", type=click.Choice(["draft", "review", "approved", "retracted", "live", "queued"]),
               help="Only articles in this state (live and queued are approved articles before/after --at).")
+@click.option("--review-due", metavar="DAYS", help="Only live articles whose medical review is due within DAYS "
+              "(such as 30d) or overdue, as readers see them.")
 @click.option("--at", help=AT_HELP)
-def content_list(status: str | None, at: str | None) -> None:
+def content_list(status: str | None, review_due: str | None, at: str | None) -> None:
     """List articles with their state and publish time."""
     when = parse_at(at)
+    if review_due is not None:
+        _list_review_due(review_due, when)
+        return
     library = _ctx().library()
     for a in sorted(library.articles, key=lambda a: (a.publish_at, a.slug)):
         state = ("live" if a.is_live(when) else "queued") if a.status == "approved" else a.status
         if status and status not in (state, a.status):
             continue
         click.echo(f"{state:<9} {a.publish_at.isoformat():<25} {a.slug}  [{', '.join(a.topics)}]")
+
+
+def _list_review_due(within: str, when) -> None:
+    import re
+    from datetime import timedelta
+
+    from pipeline.content.checks import next_review_due
+    from pipeline.editorial.checks import review_due
+    from pipeline.errors import InputError
+    from pipeline.jobs import publishing_library
+
+    m = re.fullmatch(r"\s*(\d{1,4})\s*d?\s*", within)
+    if not m:
+        raise InputError(f"--review-due: {within!r} is not a number of days; write e.g. 30d")
+    library = publishing_library(_ctx(), at=when)
+    for a, overdue in review_due(list(library.articles), at=when, within=timedelta(days=int(m.group(1)))):
+        due = next_review_due(a.reviewed_on)
+        state = "overdue" if overdue else "due"
+        click.echo(f"{state:<8} {due.isoformat()}  {a.slug}  (reviewed by {a.reviewed_by} on {a.reviewed_on})")
 
 
 @content.command("new")
@@ -113,10 +152,17 @@ def content_new(title: str, topics: str, slug: str | None, author: str, at: str 
 @click.argument("slug")
 @click.option("--at", required=True, help="When the article goes live (ISO 8601 with offset).")
 def content_queue(slug: str, at: str) -> None:
-    """Approve SLUG and schedule it. Refused without reviewed_by, reviewed_on and a source."""
+    """Schedule SLUG. Refused without a medical review (in staff review mode: a reviewer account's approval of
+    its current text, which is then written into reviewed_by and reviewed_on) and a source."""
+    from pipeline.commands.review import queue_review
     from pipeline.content.editor import queue_article
+    from pipeline.jobs import record_content
 
-    path = queue_article(_ctx().settings.content_dir, slug, at=parse_at(at))
+    c = _ctx()
+    review = queue_review(c, slug)
+    path = queue_article(c.settings.content_dir, slug, at=parse_at(at), review=review)
+    c.__dict__.pop("loaded", None)  # read the file again, as queued
+    record_content(c, at=parse_at(None))
     click.echo(f"queued {path} for {parse_at(at).isoformat()}")
 
 
@@ -292,6 +338,15 @@ def suppressions_remove(email: str) -> None:
 from pipeline.commands.backup import backup as _backup  # noqa: E402
 
 cli.add_command(_backup)
+from pipeline.commands import audit as _audit  # noqa: E402  (issue 12: editorial record)
+from pipeline.commands import review as _review  # noqa: E402
+from pipeline.commands import staff as _staff  # noqa: E402
+
+cli.add_command(_staff.staff)
+cli.add_command(_audit.audit)
+content.add_command(_review.content_import)
+content.add_command(_review.content_approve)
+content.add_command(_review.content_request_changes)
 
 
 def main() -> None:

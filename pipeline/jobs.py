@@ -9,8 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from pipeline import metrics
+from pipeline.content.model import Library
 from pipeline.context import Context
+from pipeline.editorial import live, record
 from pipeline.feeds import BuildReport, build_site
 from pipeline.fsio import write_atomic
 
@@ -25,12 +29,40 @@ class Lines:
         return "\n".join(self.lines)
 
 
+def record_content(ctx: Context, *, at: datetime, author: str | None = None,
+                   dry_run: bool = False) -> record.SyncReport:
+    """Record content/ as it is now: new texts become revisions, front-matter reviews attestations (in attested
+    mode), and each article's time or retraction its publication. Never writes content/."""
+    library = ctx.library()
+    content_dir = ctx.settings.content_dir
+    present = {p.stem for p in content_dir.glob("*.md") if p.name.lower() != "readme.md"}
+    for attempt in (1, 2):
+        try:
+            with ctx.engine.begin() as conn:
+                return record.sync_files(conn, list(library.articles), present=present, at=at,
+                                         mode=ctx.settings.review_mode, author=author, dry_run=dry_run)
+        except IntegrityError:
+            if attempt == 2:  # another process recorded the same revision meanwhile; the second pass sees it
+                raise
+    raise AssertionError("unreachable")
+
+
+def publishing_library(ctx: Context, *, at: datetime) -> Library:
+    """What readers may see at ``at``: content/ is recorded first, then the live view is read."""
+    record_content(ctx, at=at)
+    with ctx.engine.connect() as conn:
+        return live.publishing_library(conn, ctx.library(), at=at, mode=ctx.settings.review_mode)
+
+
 def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
     s = ctx.settings
     started, ok = time.monotonic(), False
     try:
-        report = build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url,
+        library = publishing_library(ctx, at=at)
+        report = build_site(library, at=at, public_dir=s.public_dir, site_url=s.site_url,
                             templates_dir=s.templates_dir)
+        with ctx.engine.begin() as conn:
+            live.record_went_live(conn, library.live(at), at=at)
         ok = True
         return report
     finally:
@@ -58,7 +90,7 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
             bar["p"].advance(**{k: v for k, v in counts.items() if v})
 
     try:
-        report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=ctx.library(),
+        report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=publishing_library(ctx, at=at),
                       schedule=ctx.schedule, backend=backend, dry_run=dry_run,
                       on_batch=None if dry_run else on_batch, stop=stop)
     finally:
@@ -93,7 +125,7 @@ def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
 def preview_digest(ctx: Context, name: str, *, at: datetime, topics: tuple[str, ...], out: Path) -> str:
     from pipeline.digests.send import preview_digest as preview
 
-    html = preview(name, at=at, settings=ctx.settings, library=ctx.library(), schedule=ctx.schedule,
+    html = preview(name, at=at, settings=ctx.settings, library=publishing_library(ctx, at=at), schedule=ctx.schedule,
                    topics=topics or None)
     write_atomic(out, html, skip_unchanged=False)
     return f"wrote {out}"

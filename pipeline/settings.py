@@ -31,6 +31,7 @@ _ENV = {
     "sendgrid_tracking": "PIPELINE_SENDGRID_TRACKING",
     "web_rate_limits": "PIPELINE_WEB_RATE_LIMITS",
     "metrics": "PIPELINE_METRICS",
+    "review_mode": "PIPELINE_REVIEW_MODE",
 }
 
 DELIVERY_BACKENDS = ("file", "smtp", "sendgrid", "memory")
@@ -60,6 +61,9 @@ class Settings:
     web_rate_limits: bool = True
     # GET /metrics (Prometheus text format); off unless asked for, so nothing is exposed by default.
     metrics: bool = False
+    # attested: a front-matter review counts for the exact text it was first seen with; staff: only approvals by
+    # reviewer accounts count (recommended in production).
+    review_mode: str = "attested"
 
     def __repr__(self) -> str:
         # Keys never reach logs or tracebacks.
@@ -140,6 +144,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError("PIPELINE_SMTP_URL: required when PIPELINE_DELIVERY=smtp, e.g. smtp://user:pass@host:587?starttls=1")
     if s.delivery == "sendgrid" and not s.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY: required when PIPELINE_DELIVERY=sendgrid")
+    if s.review_mode not in ("attested", "staff"):
+        raise ConfigError(f"PIPELINE_REVIEW_MODE: {s.review_mode!r} is not a review mode; use attested or staff")
     parts = urlsplit(s.site_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"PIPELINE_SITE_URL: {s.site_url!r} is not an http(s) URL, e.g. https://digest.example.org")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
-from pipeline.content import frontmatter
+from pipeline.content import frontmatter, placeholders
 from pipeline.content.loader import SLUG_RE, load_topics, parse_article
 from pipeline.errors import ContentError, InputError, NotFound, Problem
 from pipeline.fsio import write_atomic
@@ -15,7 +16,7 @@ _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 
 NEW_TEMPLATE = """---
 title: "{title}"
-summary: "One or two plain sentences, under 300 characters."
+summary: "{summary}"
 topics: [{topics}]
 status: draft
 publish_at: {publish_at}
@@ -23,12 +24,12 @@ author: "{author}"
 reviewed_by:
 reviewed_on:
 sources:
-  - title: "Name of the page, Publisher"
-    url: "https://www.example.org/replace-with-the-source"
+  - title: "{source_title}"
+    url: "{source_url}"
 ---
-Write in short sentences and everyday words. Explain each medical term the first time you use it.
+{body_first}
 
-End with a gentle reminder to talk with the care team where it fits.
+{body_second}
 """
 
 
@@ -51,7 +52,9 @@ def new_article(content_dir: Path, *, title: str, topics: list[str], at: datetim
     if path.exists():
         raise InputError(f"{path}: already exists; choose another --slug")
     text = NEW_TEMPLATE.format(title=title.replace('"', "'"), topics=", ".join(topics), author=author.replace('"', "'"),
-                               publish_at=at.replace(microsecond=0).isoformat())
+                               publish_at=at.replace(microsecond=0).isoformat(), summary=placeholders.SUMMARY,
+                               source_title=placeholders.SOURCE_TITLE, source_url=placeholders.SOURCE_URL,
+                               body_first=placeholders.BODY_LINES[0], body_second=placeholders.BODY_LINES[1])
     write_atomic(path, text, skip_unchanged=False)
     return path
 
@@ -68,8 +71,9 @@ def _set_fields(text: str, values: dict[str, str]) -> str:
     return "".join(lines[:end] + extra + lines[end:])
 
 
-def queue_article(content_dir: Path, slug: str, *, at: datetime) -> Path:
-    """Approve and schedule an article for ``at``. Refuses one without a medical review and sources."""
+def queue_article(content_dir: Path, slug: str, *, at: datetime, review: tuple[str, date] | None = None) -> Path:
+    """Approve and schedule an article for ``at``. Refuses one without a medical review and sources.
+    ``review``: (reviewer as shown, date) of a reviewer account's approval, written into the review fields."""
     path = content_dir / f"{slug}.md"
     if not SLUG_RE.match(slug) or not path.is_file():
         raise NotFound(f"{path}: no such article; see 'pipeline content list'")
@@ -80,7 +84,10 @@ def queue_article(content_dir: Path, slug: str, *, at: datetime) -> Path:
         raise ContentError([Problem(path=str(path), line=exc.line, field="front matter", message=str(exc))]) from None
     if doc.data.get("status") == "retracted":
         raise InputError(f"{path}: is retracted; set its status to review and have it re-reviewed first")
-    new_text = _set_fields(text, {"status": "approved", "publish_at": at.isoformat()})
+    values = {"status": "approved", "publish_at": at.isoformat()}
+    if review is not None:
+        values.update(reviewed_by=json.dumps(review[0], ensure_ascii=False), reviewed_on=review[1].isoformat())
+    new_text = _set_fields(text, values)
     topics, _ = load_topics(content_dir / "topics.yaml")
     article, problems = parse_article(new_text, slug=slug, path=str(path), topic_ids=frozenset(t.id for t in topics))
     errors = [p for p in problems if p.severity == "error"]

@@ -11,6 +11,7 @@ import yaml
 
 from pipeline.content import frontmatter
 from pipeline.content.model import STATUSES, Article, Library, Source, Topic
+from pipeline.content.placeholders import placeholder_problems
 from pipeline.errors import Problem
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -208,6 +209,17 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
             c.add("sources", "an approved article needs at least one source: cite the public pages behind it")
 
     body = doc.body
+    if status in ("approved", "review", "draft") and not c.failed:
+        found = placeholder_problems({"summary": summary or "", "body": body,
+                                      "sources": [{"title": s.title, "url": s.url} for s in sources]})
+        if found:
+            field = {"source": "sources"}.get(found[0].split(" ", 1)[0], found[0].split(" ", 1)[0])
+            what = "; ".join(found)
+            if status == "approved":
+                c.add(field, f"still holds the template's placeholder {what}; write the real text before approval")
+            else:
+                c.add(field, f"still holds the template's placeholder {what}; replace it before review",
+                      severity="warning", line=doc.body_line if field == "body" else None)
     if _CONTROL_RE.search(body.replace("\t", "")):
         c.add("body", "contains control characters; remove them", line=doc.body_line)
     if len(body) > MAX_BODY:

@@ -39,6 +39,8 @@ class Article:
     content_notes: tuple[str, ...] = ()
     body: str = ""
     path: str = ""
+    # Set by the live view: its medical review is over 12 months old. It stays live, marked with the due date.
+    review_overdue: bool = False
 
     def is_live(self, at: datetime) -> bool:
         return self.status == "approved" and self.publish_at <= at

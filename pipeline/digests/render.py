@@ -54,12 +54,13 @@ def note_phrase(note: str) -> str:
 
 
 def review_line(a: Article) -> str:
+    """"Reviewed by NAME, CREDENTIALS on DATE", then when the next review is (or was) due."""
     if not a.reviewed_on:
         return f"Reviewed by {a.reviewed_by}." if a.reviewed_by else ""
-    line = f"Reviewed on {date_label(a.reviewed_on)}"
-    if a.reviewed_by:
-        line += f" by {a.reviewed_by}"
-    return line + f". Next review due by {date_label(next_review_due(a.reviewed_on))}."
+    line = f"Reviewed by {a.reviewed_by} on {date_label(a.reviewed_on)}." if a.reviewed_by else \
+        f"Reviewed on {date_label(a.reviewed_on)}."
+    due = date_label(next_review_due(a.reviewed_on))
+    return line + (f" Its next review was due on {due}." if a.review_overdue else f" Next review due {due}.")
 
 
 def count_words(n: int) -> str:

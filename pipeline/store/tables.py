@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     Column,
+    Date,
     DateTime,
     Index,
     Integer,
@@ -172,6 +173,79 @@ rate_events = Table(
     Column("at", UTC_DT, nullable=False),
 )
 Index("ix_rate_events_key_at", rate_events.c.key, rate_events.c.at)
+
+# ----- the editorial record (DESIGN.md "Editorial record"; pipeline/editorial/) -----
+
+# People who write, review and manage articles. No default account exists; `pipeline staff add` makes them.
+staff = Table(
+    "staff", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),  # editor | reviewer | admin
+    Column("credentials", String(200), nullable=False, default=""),
+    Column("password_hash", Text, nullable=False),  # argon2id, in its own encoded form
+    Column("totp_secret", String(64)),  # base32; a second factor where set
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", UTC_DT, nullable=False),
+    Column("updated_at", UTC_DT, nullable=False),
+)
+
+# One row per distinct reviewed text of an article; never updated (a trigger refuses it on PostgreSQL).
+revisions = Table(
+    "revisions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(120), nullable=False),
+    Column("hash", String(64), nullable=False),  # SHA-256 of ``text``
+    Column("text", Text, nullable=False),  # the canonical reviewed text (JSON)
+    Column("author", String(200), nullable=False),  # staff:<id> or file:content/<slug>.md
+    Column("created_at", UTC_DT, nullable=False),
+    UniqueConstraint("slug", "hash", name="uq_revisions_slug_hash"),
+)
+
+# Each names exactly one revision. kind: staff (an account proved who it is) or attested (front matter).
+reviews = Table(
+    "reviews", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(120), nullable=False),
+    Column("revision", String(64), nullable=False),
+    Column("verdict", String(20), nullable=False),  # approved | changes_requested
+    Column("kind", String(20), nullable=False),
+    Column("staff_id", Integer),
+    # As shown to readers, fixed when the review was given.
+    Column("reviewer", String(500), nullable=False),
+    Column("reviewed_on", Date, nullable=False),
+    Column("at", UTC_DT, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+)
+Index("ix_reviews_slug", reviews.c.slug, reviews.c.id)
+
+# What is scheduled: one row per article. The text comes from its newest approved revision, never from here.
+publications = Table(
+    "publications", metadata,
+    Column("slug", String(120), primary_key=True),
+    Column("state", String(20), nullable=False),  # scheduled | retracted
+    Column("publish_at", UTC_DT, nullable=False),
+    Column("author", String(200)),
+    Column("updated_at", UTC_DT),
+    Column("changed_at", UTC_DT, nullable=False),
+)
+
+# Append-only: the application only inserts; on PostgreSQL a trigger refuses UPDATE, DELETE and TRUNCATE.
+# No subscriber data: actors are staff:<id>, file:…, operator, feed-build or unknown.
+audit_log = Table(
+    "audit_log", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", UTC_DT, nullable=False),
+    Column("slug", String(120)),
+    Column("revision", String(64)),
+    Column("detail", Text, nullable=False, default=""),
+)
+Index("ix_audit_log_slug", audit_log.c.slug, audit_log.c.id)
+Index("ix_audit_log_at", audit_log.c.at)
 
 # APScheduler's own job table lives in the same database but belongs to APScheduler.
 FOREIGN_TABLES = {"apscheduler_jobs", "alembic_version"}

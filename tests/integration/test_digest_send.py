@@ -121,7 +121,7 @@ def test_headers_links_and_escaping(send, settings, add_subscriber):
     assert "Pain <b>& tiredness</b>" in text
     assert "-unsubscribe_url-" not in html + text and "-preferences_url-" not in html + text
     assert 'href="https://digest.example.org/articles/pain-and-tiredness.html"' in html
-    assert "Reviewed on 2 November 2026 by Dr Ada Example" in html
+    assert "Reviewed by Dr Ada Example, palliative care physician on 2 November 2026. Next review due 2 November 2027." in html
     assert "It does not replace advice from your own care team" in html
     assert settings.postal_address in html and settings.postal_address in text
     assert "<img" not in html  # no tracking pixels

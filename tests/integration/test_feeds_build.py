@@ -170,7 +170,7 @@ def test_index_lists_every_feed_with_autodiscovery_and_the_latest_articles(site)
 def test_article_page_has_review_details_sources_and_safe_json_ld(site):
     html = (site / "articles" / "palliative-care-is-not-giving-up.html").read_text(encoding="utf-8")
     assert "Written by" in html and "Test Author" in html
-    assert "Medically reviewed by" in html and "November 18, 2026" in html
+    assert "Reviewed by Test Reviewer B, MD (palliative medicine) on <time datetime=\"2026-11-18\">November 18, 2026" in html
     assert "Next review due" in html and "November 18, 2027" in html
     assert "This information supports, and never replaces, the advice of your care team." in html
     assert '<a href="https://example.com/team?a=1&amp;b=2" rel="noopener noreferrer">Palliative care &amp; your team</a>' in html
