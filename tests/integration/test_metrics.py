@@ -3,26 +3,19 @@ webhook events and each digest's latest issue, and never an address in a label."
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import jobs
 from pipeline.context import Context
 from pipeline.web.app import create_app
 from tests.integration.websupport import make_settings
+from tests.support.asgi import AsgiClient
 from tests.support.db import add_subscribers
 from tests.support.project import AT, make_project
 
 
-def get(app, path: str) -> httpx.Response:
-    async def go():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            return await client.get(path)
-
-    return asyncio.run(go())
+def get(app, path: str):
+    return AsgiClient(app).get(path)
 
 
 def samples(body: str) -> dict[tuple[str, tuple], float]:

@@ -3,7 +3,7 @@
 On PostgreSQL, triggers refuse UPDATE, DELETE and TRUNCATE of audit_log, and UPDATE and DELETE of revisions and
 reviews. SQLite gets the same row triggers; tests also prove the application never issues such statements.
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 """
 
