@@ -64,6 +64,9 @@ def check(at: str | None) -> None:
         problems.extend(editorial_warnings(article, at=when, lines=lines))
     _, schedule_problems = load_schedule(c.settings.schedules, topic_ids=frozenset(library.topic_ids))
     problems.extend(schedule_problems)
+    from pipeline.curation.sources import load_sources
+
+    problems.extend(load_sources(c.settings.content_dir, topic_ids=frozenset(library.topic_ids))[1])
     for p in problems:
         click.echo(str(p), err=True)
     errors = sum(p.severity == "error" for p in problems)
@@ -289,6 +292,11 @@ def suppressions_remove(email: str) -> None:
 
 
 # Command groups kept in their own modules (pipeline/commands/), one line each.
+from pipeline.commands.inbox import inbox as _inbox  # noqa: E402
+from pipeline.commands.sources import sources as _sources  # noqa: E402
+
+cli.add_command(_sources)
+cli.add_command(_inbox)
 
 
 def main() -> None:

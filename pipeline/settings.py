@@ -30,6 +30,7 @@ _ENV = {
     "smtp_rate": "PIPELINE_SMTP_RATE",
     "sendgrid_tracking": "PIPELINE_SENDGRID_TRACKING",
     "web_rate_limits": "PIPELINE_WEB_RATE_LIMITS",
+    "fetch_allow_private": "PIPELINE_FETCH_ALLOW_PRIVATE",
 }
 
 DELIVERY_BACKENDS = ("file", "smtp", "sendgrid", "memory")
@@ -57,6 +58,8 @@ class Settings:
     sendgrid_tracking: bool = False
     # Sign-up rate limits in the web app; only benchmarks turn them off (PIPELINE_WEB_RATE_LIMITS=off).
     web_rate_limits: bool = True
+    # Let outside-feed fetches reach private and loopback addresses: for tests with a local server only.
+    fetch_allow_private: bool = False
 
     def __repr__(self) -> str:
         # Keys never reach logs or tracebacks.
@@ -122,7 +125,7 @@ def _coerce(values: dict) -> dict:
             out["smtp_rate"] = float(out["smtp_rate"])
         except ValueError:
             raise ConfigError("PIPELINE_SMTP_RATE: must be a number of messages per second, such as 10") from None
-    for flag in ("sendgrid_tracking", "web_rate_limits"):
+    for flag in ("sendgrid_tracking", "web_rate_limits", "fetch_allow_private"):
         if flag in out and isinstance(out[flag], str):
             out[flag] = out[flag].strip().lower() in ("1", "true", "yes", "on")
     return out

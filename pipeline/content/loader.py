@@ -24,8 +24,9 @@ MAX_BODY = 200_000
 MAX_FILE = 400_000
 KNOWN_FIELDS = {
     "title", "summary", "topics", "status", "publish_at", "sources", "reviewed_by", "reviewed_on",
-    "updated_at", "author", "link", "content_notes",
+    "updated_at", "author", "link", "content_notes", "origin",
 }
+MAX_ORIGIN = 200
 
 
 class _Checker:
@@ -159,6 +160,10 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
     reviewed_on = c.day(data, "reviewed_on", required=False)
     author = c.text(data, "author", required=False)
     link = c.url(data["link"], "link") if data.get("link") not in (None, "") else None
+    # Where a linked item comes from, as readers see it: "From the National Cancer Institute".
+    origin = c.text(data, "origin", required=False, limit=MAX_ORIGIN, plain=True)
+    if origin and not data.get("link"):
+        c.add("origin", "names where a linked item comes from; add the original's address as 'link: …'")
 
     topics: list[str] = []
     raw_topics = data.get("topics")
@@ -217,7 +222,7 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
     assert title and summary and status and publish_at
     article = Article(slug=slug, title=title, summary=summary, topics=tuple(topics), status=status,
                       publish_at=publish_at, sources=tuple(sources), reviewed_by=reviewed_by,
-                      reviewed_on=reviewed_on, updated_at=updated_at, author=author, link=link,
+                      reviewed_on=reviewed_on, updated_at=updated_at, author=author, link=link, origin=origin,
                       content_notes=tuple(notes), body=body.strip("\n"), path=path)
     return article, c.problems
 
