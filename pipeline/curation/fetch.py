@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 import httpcore
 import httpx
 
-from pipeline.curation.netguard import AddressPolicy, Refused
+from pipeline.curation.netguard import AddressPolicy, Refused, Unresolved
 
 REDIRECTS = (301, 302, 303, 307, 308)
 MAX_RETRY_AFTER = timedelta(days=2)
@@ -192,6 +192,8 @@ def fetch(url: str, *, policy: AddressPolicy, agent: str, at: datetime, etag: st
                 return Fetched(status=200, url=current, body=body, etag=resp.headers.get("etag"),
                                last_modified=resp.headers.get("last-modified"))
         raise FetchError(f"more than {limits.max_redirects} redirects; stopped at {current[:200]}")
+    except Unresolved as exc:
+        raise FetchError(str(exc)) from None
     except Refused as exc:
         raise FetchError(f"refused: {exc}") from None
     except httpx.TimeoutException as exc:

@@ -16,11 +16,15 @@ class Refused(Exception):
     """A URL or an address that a fetch must not reach; the message says why."""
 
 
+class Unresolved(Refused):
+    """The host name has no address we could find."""
+
+
 def system_resolver(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise Refused(f"cannot resolve {host!r} ({exc})") from None
+        raise Unresolved(f"cannot resolve {host!r} ({exc})") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -61,9 +65,9 @@ class AddressPolicy:
         except Refused:
             raise
         except Exception as exc:  # an injected resolver's own failure
-            raise Refused(f"cannot resolve {host!r} ({exc})") from None
+            raise Unresolved(f"cannot resolve {host!r} ({exc})") from None
         if not answers:
-            raise Refused(f"{host!r} resolves to no address")
+            raise Unresolved(f"{host!r} resolves to no address")
         checked = []
         for answer in answers:
             try:
