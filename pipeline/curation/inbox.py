@@ -92,11 +92,10 @@ def store_items(conn: Connection, source_id: str, items: Sequence[Item], *, at: 
                 summary=item.summary, published_at=item.published, first_seen_at=at, state="new",
             ).returning(t_cand.c.id)).scalar_one()
             new += 1
-        linked = conn.execute(select(t_links.c.candidate_id).where(
-            t_links.c.candidate_id == candidate, t_links.c.source_id == source_id)).first()
-        if linked is None:
+        linked = set(conn.execute(select(t_links.c.source_id).where(t_links.c.candidate_id == candidate)).scalars())
+        if source_id not in linked:
             conn.execute(insert(t_links).values(candidate_id=candidate, source_id=source_id, guid=item.guid,
-                                                first_seen_at=at))
+                                                first_seen_at=at, seq=len(linked)))
     return new
 
 
@@ -122,7 +121,7 @@ def candidates(conn: Connection, *, states: Sequence[str] = ("new",), ids: Seque
     if rows:
         for link in conn.execute(select(t_links.c.candidate_id, t_links.c.source_id)
                                  .where(t_links.c.candidate_id.in_([r.id for r in rows]))
-                                 .order_by(t_links.c.first_seen_at, t_links.c.source_id)):
+                                 .order_by(t_links.c.seq, t_links.c.source_id)):
             links.setdefault(link.candidate_id, []).append(link.source_id)
     return [Candidate(id=r.id, title=r.title, summary=r.summary, url=r.url, sources=tuple(links.get(r.id, ())),
                       published=r.published_at, first_seen=r.first_seen_at, state=r.state, slug=r.slug)

@@ -43,7 +43,7 @@ def why_forbidden(ip: IPAddress) -> str | None:
                               ("is_private", "private"), ("is_reserved", "reserved")):
         if getattr(ip, attribute):
             return reason
-    return None if ip.is_global else "not globally routable"
+    return None if ip.is_global else "non-public"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,8 +77,8 @@ class AddressPolicy:
             reason = why_forbidden(ip)
             if reason and not self.allow_private and str(ip) not in self.also_allowed:
                 # One bad answer refuses the host: a rebinding resolver may hand out a mix.
-                raise Refused(f"{host!r} resolves to {ip}, a {reason} address inside a private network; "
-                              "outside feeds must be on the public internet")
+                raise Refused(f"{host!r} resolves to {ip}, a {reason} address; only addresses on the public "
+                              "internet are fetched")
             checked.append(str(ip))
         return checked[0]
 

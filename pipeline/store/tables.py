@@ -213,6 +213,7 @@ curation_candidate_sources = Table(
     Column("source_id", String(64), primary_key=True),
     Column("guid", String(500)),  # the GUID this source gave it
     Column("first_seen_at", UTC_DT, nullable=False),
+    Column("seq", Integer, nullable=False, default=0),  # 0 for the source that carried it first, then 1, 2 …
 )
 Index("ix_curation_candidate_sources_guid", curation_candidate_sources.c.source_id, curation_candidate_sources.c.guid)
 

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("source_id", sa.String(length=64), nullable=False),
         sa.Column("guid", sa.String(length=500), nullable=True),
         sa.Column("first_seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("candidate_id", "source_id", name=op.f("pk_curation_candidate_sources")),
     )
     op.create_index("ix_curation_candidate_sources_guid", "curation_candidate_sources", ["source_id", "guid"])
