@@ -85,6 +85,12 @@ def test_three_formats_become_one_inbox_with_the_same_story_once(engine, server)
     assert health["press"].etag and health["press"].last_modified == "Wed, 18 Nov 2026 21:00:00 GMT"
 
 
+def test_a_gzip_encoded_feed_is_read(engine, server):
+    report = run(engine, [source("gz", server.url("/gz/trials.rdf.xml", "feeds.example.org"))])
+    assert report.results[0].outcome == "fetched" and report.results[0].new == 1, report.summary()
+    assert server.requests[0][1]["accept-encoding"] == "gzip"
+
+
 def test_a_second_fetch_with_the_same_etag_makes_no_new_candidates(engine, server):
     run(engine, good_sources(server))
     with engine.connect() as conn:
@@ -113,6 +119,7 @@ HOSTILE = {
     "bomb": ("/bomb.xml", "declares XML entities"),
     "huge": ("/huge.xml", "larger than 5 MB"),
     "huge-chunked": ("/huge-chunked.xml", "larger than 5 MB"),
+    "gzip-bomb": ("/gzip-bomb.xml", "larger than 5 MB"),
     "no-end": ("/chunked-no-end.xml", "timed out: the server sent nothing"),
     "slowloris": ("/slowloris.xml", "took longer than 2.5 s in all"),
     "invalid": ("/invalid.xml", "is not well-formed XML at line 2"),

@@ -3,6 +3,7 @@ Last-Modified, and one route for each hostile case. Stalling routes end when the
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import threading
 from collections import Counter
@@ -107,6 +108,12 @@ class FeedServer:
                 return self._send(h, 304, headers={"ETag": etag})
             return self._send(h, 200, body, {"Content-Type": "application/xml", "ETag": etag,
                                              "Last-Modified": LAST_MODIFIED})
+        if path.startswith("/gz/") and f"/{path[4:]}" in self.files:  # a fixture, gzip-encoded
+            return self._send(h, 200, gzip.compress(self.files[f"/{path[4:]}"]),
+                              {"Content-Type": "application/xml", "Content-Encoding": "gzip"})
+        if path == "/gzip-bomb.xml":  # 40 kB on the wire, 40 MB once inflated
+            return self._send(h, 200, gzip.compress(b"<rss>" + b" " * (40 * MB)),
+                              {"Content-Type": "application/xml", "Content-Encoding": "gzip"})
         if path == "/huge.xml":  # honest about its size
             h.send_response(200)
             h.send_header("Content-Length", str(6 * MB))
