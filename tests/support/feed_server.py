@@ -101,7 +101,7 @@ class FeedServer:
         if path.startswith("/loop/"):
             n = int(path.rsplit("/", 1)[1])
             return self._send(h, 302, headers={"Location": f"/loop/{n + 1}"})
-        if path in self.files:
+        if path in self.files and path != "/gzip-bomb.xml":
             body = self.files[path]
             etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
             if h.headers.get("If-None-Match") == etag:
@@ -112,7 +112,9 @@ class FeedServer:
             return self._send(h, 200, gzip.compress(self.files[f"/{path[4:]}"]),
                               {"Content-Type": "application/xml", "Content-Encoding": "gzip"})
         if path == "/gzip-bomb.xml":  # 40 kB on the wire, 40 MB once inflated
-            return self._send(h, 200, gzip.compress(b"<rss>" + b" " * (40 * MB)),
+            if "/gzip-bomb.xml" not in self.files:
+                self.files["/gzip-bomb.xml"] = gzip.compress(b"<rss>" + b" " * (40 * MB))
+            return self._send(h, 200, self.files["/gzip-bomb.xml"],
                               {"Content-Type": "application/xml", "Content-Encoding": "gzip"})
         if path == "/huge.xml":  # honest about its size
             h.send_response(200)
