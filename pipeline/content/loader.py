@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -151,6 +152,12 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
                   severity="warning")
     title = c.text(data, "title", required=True, limit=MAX_TITLE)
     summary = c.text(data, "summary", required=True, limit=MAX_SUMMARY, plain=True)
+    if data.get("link") and (title is None or summary is None):
+        # A draft promoted from the curation inbox: say what is left to write, and that it is ours to write.
+        c.problems = [replace(p, message=f"is still to write: our own plain-language {p.field}, not the outside "
+                              "one (shown for reference in the comment at the top)")
+                      if p.field in ("title", "summary") and p.message.startswith("is required") else p
+                      for p in c.problems]
     status = c.text(data, "status", required=True, limit=20)
     if status is not None and status not in STATUSES:
         c.add("status", f"{status!r} is not a status; use one of: {', '.join(STATUSES)}")

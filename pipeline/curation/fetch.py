@@ -7,6 +7,7 @@ connection made to exactly the address that was checked, through a network backe
 
 from __future__ import annotations
 
+import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import httpx
 from pipeline.curation.netguard import AddressPolicy, Refused, Unresolved
 
 REDIRECTS = (301, 302, 303, 307, 308)
+# httpx logs every request at INFO; our own log says what each source gave, once.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 MAX_RETRY_AFTER = timedelta(days=2)
 
 

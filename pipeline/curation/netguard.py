@@ -77,8 +77,8 @@ class AddressPolicy:
             reason = why_forbidden(ip)
             if reason and not self.allow_private and str(ip) not in self.also_allowed:
                 # One bad answer refuses the host: a rebinding resolver may hand out a mix.
-                raise Refused(f"{host!r} resolves to {ip}, a {reason} address; only addresses on the public "
-                              "internet are fetched")
+                what = f"{ip} is" if answers == [literal] else f"{host!r} resolves to {ip},"
+                raise Refused(f"{what} a {reason} address; only addresses on the public internet are fetched")
             checked.append(str(ip))
         return checked[0]
 

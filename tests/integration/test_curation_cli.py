@@ -101,8 +101,9 @@ def test_a_watched_item_goes_from_the_inbox_to_feeds_and_the_next_digest(project
 
     checked = run("check", "--at", "2026-11-19T12:00:00Z")
     assert checked.exit_code == 1
-    assert re.search(r"content/new-option-for-mbc\.md:\d+: title: is required", checked.output), checked.output
-    assert re.search(r"content/new-option-for-mbc\.md:\d+: summary: is required", checked.output)
+    assert re.search(r"content/new-option-for-mbc\.md:\d+: title: is still to write: our own plain-language title",
+                     checked.output), checked.output
+    assert re.search(r"content/new-option-for-mbc\.md:\d+: summary: is still to write", checked.output)
     refused = run("content", "queue", "new-option-for-mbc", "--at", "2026-11-19T09:00:00-05:00")
     assert refused.exit_code == 1
 
@@ -169,7 +170,7 @@ def test_without_allow_private_the_loopback_server_is_refused(project, server, m
     monkeypatch.delenv("PIPELINE_FETCH_ALLOW_PRIVATE")
     result = run("sources", "fetch", "press")
     assert result.exit_code == 1
-    assert "press: failed: refused: '127.0.0.1' resolves to 127.0.0.1, a loopback address" in result.output
+    assert "press: failed: refused: 127.0.0.1 is a loopback address" in result.output
     assert server.hits["/fda-press.rss.xml"] == 0
     listed = run("sources", "list").output
     assert "last error (1 in a row): refused:" in listed

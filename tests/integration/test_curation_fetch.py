@@ -124,7 +124,7 @@ HOSTILE = {
     "slowloris": ("/slowloris.xml", "took longer than 2.5 s in all"),
     "invalid": ("/invalid.xml", "is not well-formed XML at line 2"),
     "flood": ("/flood.xml", "has about 10,000 items"),
-    "to-private": ("/to-private", "refused: '10.0.0.1' resolves to 10.0.0.1, a private address"),
+    "to-private": ("/to-private", "refused: 10.0.0.1 is a private address"),
     "to-metadata": ("/to-metadata", "a link-local address"),
     "to-internal-name": ("/to-internal", "'internal.example.org' resolves to 10.20.30.40"),
     "rebinding": ("/rebind.xml", "'rebind.example.org' resolves to 192.168.0.7"),
