@@ -65,6 +65,9 @@ def check(at: str | None) -> None:
     _, schedule_problems = load_schedule(c.settings.schedules, topic_ids=frozenset(library.topic_ids))
     problems.extend(schedule_problems)
     problems.extend(_editorial_problems(c, library, when))
+    from pipeline.curation.sources import load_sources
+
+    problems.extend(load_sources(c.settings.content_dir, topic_ids=frozenset(library.topic_ids))[1])
     for p in problems:
         click.echo(str(p), err=True)
     errors = sum(p.severity == "error" for p in problems)
@@ -335,18 +338,21 @@ def suppressions_remove(email: str) -> None:
 
 
 # Command groups kept in their own modules (pipeline/commands/), one line each.
-from pipeline.commands.backup import backup as _backup  # noqa: E402
-
-cli.add_command(_backup)
-from pipeline.commands import audit as _audit  # noqa: E402  (issue 12: editorial record)
+from pipeline.commands import audit as _audit  # noqa: E402
 from pipeline.commands import review as _review  # noqa: E402
 from pipeline.commands import staff as _staff  # noqa: E402
+from pipeline.commands.backup import backup as _backup  # noqa: E402
+from pipeline.commands.inbox import inbox as _inbox  # noqa: E402
+from pipeline.commands.sources import sources as _sources  # noqa: E402
 
+cli.add_command(_backup)
 cli.add_command(_staff.staff)
 cli.add_command(_audit.audit)
 content.add_command(_review.content_import)
 content.add_command(_review.content_approve)
 content.add_command(_review.content_request_changes)
+cli.add_command(_sources)
+cli.add_command(_inbox)
 
 
 def main() -> None:

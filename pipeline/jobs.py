@@ -129,3 +129,25 @@ def preview_digest(ctx: Context, name: str, *, at: datetime, topics: tuple[str, 
                    topics=topics or None)
     write_atomic(out, html, skip_unchanged=False)
     return f"wrote {out}"
+
+
+def fetch_sources(ctx: Context, *, at: datetime, only: str | None = None, force: bool = False):
+    """Fetch the watched sources of content/sources.yaml into the inbox (``only``: one source id).
+    A broken entry in sources.yaml is reported and skipped; the other sources are still fetched."""
+    from pipeline.curation.fetch import user_agent
+    from pipeline.curation.netguard import AddressPolicy
+    from pipeline.curation.run import fetch_sources as run
+    from pipeline.curation.sources import load_sources
+    from pipeline.errors import NotFound
+
+    s = ctx.settings
+    sources, problems = load_sources(s.content_dir, topic_ids=frozenset(ctx.library().topic_ids))
+    for p in problems:
+        log.warning("%s (source skipped)", p, extra={"action": "source_skipped"})
+    if only is not None:
+        sources = tuple(src for src in sources if src.id == only)
+        if not sources:
+            raise NotFound(f"sources: no valid source {only!r} in {s.content_dir / 'sources.yaml'}; "
+                           "see 'pipeline sources list'")
+    return run(ctx.engine, sources, at=at, policy=AddressPolicy(allow_private=s.fetch_allow_private),
+               agent=user_agent(s.site_url), force=force)

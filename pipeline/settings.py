@@ -32,6 +32,7 @@ _ENV = {
     "web_rate_limits": "PIPELINE_WEB_RATE_LIMITS",
     "metrics": "PIPELINE_METRICS",
     "review_mode": "PIPELINE_REVIEW_MODE",
+    "fetch_allow_private": "PIPELINE_FETCH_ALLOW_PRIVATE",
 }
 
 DELIVERY_BACKENDS = ("file", "smtp", "sendgrid", "memory")
@@ -64,6 +65,8 @@ class Settings:
     # attested: a front-matter review counts for the exact text it was first seen with; staff: only approvals by
     # reviewer accounts count (recommended in production).
     review_mode: str = "attested"
+    # Let outside-feed fetches reach private and loopback addresses: for tests with a local server only.
+    fetch_allow_private: bool = False
 
     def __repr__(self) -> str:
         # Keys never reach logs or tracebacks.
@@ -129,7 +132,7 @@ def _coerce(values: dict) -> dict:
             out["smtp_rate"] = float(out["smtp_rate"])
         except ValueError:
             raise ConfigError("PIPELINE_SMTP_RATE: must be a number of messages per second, such as 10") from None
-    for flag in ("sendgrid_tracking", "web_rate_limits", "metrics"):
+    for flag in ("sendgrid_tracking", "web_rate_limits", "metrics", "fetch_allow_private"):
         if flag in out and isinstance(out[flag], str):
             out[flag] = out[flag].strip().lower() in ("1", "true", "yes", "on")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,8 +26,9 @@ MAX_BODY = 200_000
 MAX_FILE = 400_000
 KNOWN_FIELDS = {
     "title", "summary", "topics", "status", "publish_at", "sources", "reviewed_by", "reviewed_on",
-    "updated_at", "author", "link", "content_notes",
+    "updated_at", "author", "link", "content_notes", "origin",
 }
+MAX_ORIGIN = 200
 
 
 class _Checker:
@@ -151,6 +153,12 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
                   severity="warning")
     title = c.text(data, "title", required=True, limit=MAX_TITLE)
     summary = c.text(data, "summary", required=True, limit=MAX_SUMMARY, plain=True)
+    if data.get("link") and (title is None or summary is None):
+        # A draft promoted from the curation inbox: say what is left to write, and that it is ours to write.
+        c.problems = [replace(p, message=f"is still to write: our own plain-language {p.field}, not the outside "
+                              "one (shown for reference in the comment at the top)")
+                      if p.field in ("title", "summary") and p.message.startswith("is required") else p
+                      for p in c.problems]
     status = c.text(data, "status", required=True, limit=20)
     if status is not None and status not in STATUSES:
         c.add("status", f"{status!r} is not a status; use one of: {', '.join(STATUSES)}")
@@ -160,6 +168,10 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
     reviewed_on = c.day(data, "reviewed_on", required=False)
     author = c.text(data, "author", required=False)
     link = c.url(data["link"], "link") if data.get("link") not in (None, "") else None
+    # Where a linked item comes from, as readers see it: "From the National Cancer Institute".
+    origin = c.text(data, "origin", required=False, limit=MAX_ORIGIN, plain=True)
+    if origin and not data.get("link"):
+        c.add("origin", "names where a linked item comes from; add the original's address as 'link: …'")
 
     topics: list[str] = []
     raw_topics = data.get("topics")
@@ -229,7 +241,7 @@ def parse_article(text: str, *, slug: str, path: str, topic_ids: frozenset[str] 
     assert title and summary and status and publish_at
     article = Article(slug=slug, title=title, summary=summary, topics=tuple(topics), status=status,
                       publish_at=publish_at, sources=tuple(sources), reviewed_by=reviewed_by,
-                      reviewed_on=reviewed_on, updated_at=updated_at, author=author, link=link,
+                      reviewed_on=reviewed_on, updated_at=updated_at, author=author, link=link, origin=origin,
                       content_notes=tuple(notes), body=body.strip("\n"), path=path)
     return article, c.problems
 

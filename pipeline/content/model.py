@@ -36,6 +36,7 @@ class Article:
     updated_at: datetime | None = None
     author: str | None = None
     link: str | None = None
+    origin: str | None = None  # who published the original that ``link`` points to
     content_notes: tuple[str, ...] = ()
     body: str = ""
     path: str = ""

@@ -27,3 +27,14 @@ def body_html(body: str) -> str:
 def plain_text(body: str) -> str:
     """Body as plain text, for readability checks and text emails."""
     return html.unescape(nh3.clean(body_html(body), tags=set()))
+
+
+def html_to_text(fragment: str) -> str:
+    """Outside HTML as plain text: tags dropped, script and style removed with their content, entities decoded.
+    Done twice, because feeds often escape their HTML once more than they should."""
+    text = fragment
+    for _ in range(2):
+        text = html.unescape(nh3.clean(text, tags=set()))
+        if "<" not in text:
+            break
+    return text

@@ -108,6 +108,8 @@ class ArticleView:
     notes: tuple[str, ...]
     review_line: str
     sources: tuple[dict, ...]
+    link: str | None = None  # the original, for an item from an outside source
+    origin: str | None = None
 
 
 class DigestRenderer:
@@ -139,6 +141,8 @@ class DigestRenderer:
             notes=tuple(note_phrase(n) for n in a.content_notes),
             review_line=review_line(a),
             sources=tuple({"title": s.title, "url": s.url} for s in a.sources[:MAX_SOURCES]),
+            link=a.link,
+            origin=a.origin,
         )
 
     def subject(self, plan: IssuePlan) -> str:

@@ -1,6 +1,7 @@
 """The reviewed text of an article in one canonical form, and its SHA-256.
 
-Covered: title, summary, body, topics, sources, link and content_notes. Not covered: publish_at, status, the review
+Covered: title, summary, body, topics, sources, link, origin (who published the original a linked item points to)
+and content_notes. Not covered: publish_at, status, the review
 fields, author and updated_at. The form ignores YAML formatting (quoting, flow or block lists, key order), line
 endings and trailing whitespace, so only a change a reader could see makes a new revision.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from pipeline.content.model import Article, Source
 
 FIELDS = ("title", "summary", "body", "topics", "sources", "link", "content_notes")
+# Covered only where set, so the texts recorded before it existed keep their hashes.
+OPTIONAL = ("origin",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +44,14 @@ def reviewed_fields(article: Article) -> dict:
         "sources": [{"title": _clean(s.title), "url": s.url.strip()} for s in article.sources],
         "link": article.link.strip() if article.link else None,
         "content_notes": [_clean(n) for n in article.content_notes],
+        "origin": _clean(article.origin) if article.origin else None,
     }
 
 
 def canonical_text(fields: dict) -> str:
-    return json.dumps({k: fields[k] for k in FIELDS}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    covered = {k: fields[k] for k in FIELDS}
+    covered.update({k: fields[k] for k in OPTIONAL if fields.get(k) is not None})
+    return json.dumps(covered, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def sha256(text: str) -> str:
@@ -62,7 +68,7 @@ def apply(article: Article, text: str) -> Article:
     f = json.loads(text)
     return article.evolve(title=f["title"], summary=f["summary"], body=f["body"], topics=tuple(f["topics"]),
                           sources=tuple(Source(title=s["title"], url=s["url"]) for s in f["sources"]),
-                          link=f["link"], content_notes=tuple(f["content_notes"]))
+                          link=f["link"], origin=f.get("origin"), content_notes=tuple(f["content_notes"]))
 
 
 def readable(text: str) -> list[str]:
@@ -71,6 +77,8 @@ def readable(text: str) -> list[str]:
     lines = [f"title: {f['title']}", f"summary: {f['summary']}", f"topics: {', '.join(f['topics'])}"]
     if f["link"]:
         lines.append(f"link: {f['link']}")
+    if f.get("origin"):
+        lines.append(f"origin: {f['origin']}")
     if f["content_notes"]:
         lines.append(f"content notes: {', '.join(f['content_notes'])}")
     lines += [f"source: {s['title']} <{s['url']}>" for s in f["sources"]]

@@ -119,7 +119,10 @@ def content_html(article: Article, body: str) -> Markup:
         parts.append(Markup("<p><em>Please note: this article talks about {}.</em></p>").format(
             ", ".join(article.content_notes)))
     parts.append(Markup(body))
-    if article.link:
+    if article.link and article.origin:
+        parts.append(Markup('<p>From {0}. Read the original: <a href="{1}">{1}</a></p>').format(
+            article.origin, article.link))
+    elif article.link:
         parts.append(Markup('<p>This item points to <a href="{0}">{0}</a>.</p>').format(article.link))
     if article.reviewed_by and article.reviewed_on:
         parts.append(Markup("<p>Medically reviewed by {} on {}.</p>").format(

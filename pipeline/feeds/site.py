@@ -55,7 +55,7 @@ def _h(*parts: str) -> str:
 def _article_key(a: Article) -> str:
     return _h(a.slug, a.title, a.summary, "\x1f".join(a.topics), a.status, a.publish_at.isoformat(),
               a.updated_at.isoformat() if a.updated_at else "", a.reviewed_by or "",
-              a.reviewed_on.isoformat() if a.reviewed_on else "", a.author or "", a.link or "",
+              a.reviewed_on.isoformat() if a.reviewed_on else "", a.author or "", a.link or "", a.origin or "",
               "\x1f".join(a.content_notes), "\x1f".join(f"{s.title}\x1d{s.url}" for s in a.sources), a.body,
               "overdue" if a.review_overdue else "")
 

@@ -13,7 +13,7 @@ from cronsim import CronSim, CronSimError
 
 from pipeline.errors import ConfigError, Problem
 
-TASKS = ("build-feeds", "send-digest")
+TASKS = ("build-feeds", "send-digest", "fetch-sources")
 CADENCES = ("weekly", "monthly")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -28,6 +28,8 @@ def run_task(job_id: str) -> None:
             return
         if job.task == "build-feeds":
             report = jobs.build_feeds(ctx, at=at)
+        elif job.task == "fetch-sources":
+            report = jobs.fetch_sources(ctx, at=at)
         else:
             report = jobs.send_digest(ctx, job.digest, at=at, stop=STOPPING)
         log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})

@@ -246,6 +246,63 @@ audit_log = Table(
 )
 Index("ix_audit_log_slug", audit_log.c.slug, audit_log.c.id)
 Index("ix_audit_log_at", audit_log.c.at)
+# --- curation inbox (issue 16) ---------------------------------------------------------------------------------
+# Each watched source's fetch state and health, keyed by its id in content/sources.yaml.
+curation_sources = Table(
+    "curation_sources", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("etag", String(500)),
+    Column("last_modified", String(100)),
+    Column("last_try_at", UTC_DT),
+    Column("last_success_at", UTC_DT),
+    Column("last_error", Text),
+    Column("items_seen", Integer, nullable=False, default=0),  # entries in the feed at the last successful read
+    Column("failures", Integer, nullable=False, default=0),  # in a row; drives the backoff
+    Column("next_try_at", UTC_DT),  # not before: backoff, or the server's Retry-After
+)
+
+# One outside story, however many feeds carry it: known by its canonical URL (url_hash) or a URI-like GUID.
+curation_candidates = Table(
+    "curation_candidates", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("url_hash", String(64), nullable=False, unique=True),  # SHA-256 of the canonical URL
+    Column("guid_hash", String(64)),  # SHA-256 of a GUID that is a URI, so it means the same in every feed
+    Column("title", Text, nullable=False, default=""),  # plain text, bounded (outside text: reference only)
+    Column("summary", Text, nullable=False, default=""),
+    Column("published_at", UTC_DT),
+    Column("first_seen_at", UTC_DT, nullable=False),
+    Column("state", String(20), nullable=False, default="new"),  # new | dismissed | promoted
+    Column("slug", String(120)),
+    Column("acted_at", UTC_DT),
+    sqlite_autoincrement=True,
+)
+Index("ix_curation_candidates_state_seen", curation_candidates.c.state, curation_candidates.c.first_seen_at)
+Index("ix_curation_candidates_guid_hash", curation_candidates.c.guid_hash)
+
+curation_candidate_sources = Table(
+    "curation_candidate_sources", metadata,
+    Column("candidate_id", Integer, primary_key=True),
+    Column("source_id", String(64), primary_key=True),
+    Column("guid", String(500)),  # the GUID this source gave it
+    Column("first_seen_at", UTC_DT, nullable=False),
+    Column("seq", Integer, nullable=False, default=0),  # 0 for the source that carried it first, then 1, 2 …
+)
+Index("ix_curation_candidate_sources_guid", curation_candidate_sources.c.source_id, curation_candidate_sources.c.guid)
+
+# What happened in the inbox (fetched, promoted, dismissed, dropped), written only by curation.actions.record.
+curation_actions = Table(
+    "curation_actions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTC_DT, nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("source_id", String(64)),
+    Column("candidate_id", Integer),
+    Column("slug", String(120)),
+    Column("detail", Text, nullable=False, default=""),
+)
+Index("ix_curation_actions_at", curation_actions.c.at)
+# --- end curation inbox ------------------------------------------------------------------------------------------
 
 # APScheduler's own job table lives in the same database but belongs to APScheduler.
 FOREIGN_TABLES = {"apscheduler_jobs", "alembic_version"}

@@ -115,3 +115,21 @@ def test_a_stored_revision_reads_back_as_the_same_text(a, style):
     assert revision_of(restored) == rev
     lines = article.body.replace("\r\n", "\n").split("\n")
     assert restored.body == "\n".join(line.rstrip() for line in lines).strip("\n")
+
+
+def test_the_origin_of_a_linked_item_is_reviewed_text_and_survives_the_stored_revision():
+    a = {"title": "new option", "summary": "plain words", "body": "some text", "topics": ["palliative-care"],
+         "sources": [{"title": "original", "url": "https://example.org/original"}],
+         "link": "https://example.org/original", "content_notes": []}
+    style = {"quote": '"', "flow": True, "order": ["title", "summary", "topics", "status", "publish_at", "sources",
+                                                    "reviewed_by", "reviewed_on", "link", "content_notes"],
+             "crlf": False, "trailing": "", "blank_lines": 0, "indent": 2}
+    plain = render(a, style)
+    with_origin = plain.replace('link: "https://example.org/original"',
+                                'link: "https://example.org/original"\norigin: "the National Cancer Institute"')
+    other_origin = with_origin.replace("the National Cancer Institute", "the FDA")
+    first, second, third = (revision_of(parsed(t)) for t in (plain, with_origin, other_origin))
+    assert len({first.hash, second.hash, third.hash}) == 3
+    assert "origin" not in json.loads(first.text)  # texts recorded before the field existed keep their hash
+    restored = apply(parsed(plain), second.text)
+    assert restored.origin == "the National Cancer Institute"
