@@ -113,6 +113,11 @@ def test_a_watched_item_goes_from_the_inbox_to_feeds_and_the_next_digest(project
     text = text.replace("reviewed_by:\n", 'reviewed_by: "Test Reviewer, MD"\n', 1)
     text = text.replace("reviewed_on:\n", "reviewed_on: 2026-11-19\n", 1)
     path.write_text(text, encoding="utf-8")
+    tips_left = run("content", "queue", "new-option-for-mbc", "--at", "2026-11-19T09:00:00-05:00")
+    assert tips_left.exit_code == 1 and "placeholder body" in tips_left.output, tips_left.output
+    front, _, _tips = text.rpartition("---\n")
+    text = front + "---\n\nA new medicine was approved for some people with MBC. Ask your care team if it fits you.\n"
+    path.write_text(text, encoding="utf-8")
     queued = run("content", "queue", "new-option-for-mbc", "--at", "2026-11-19T09:00:00-05:00")
     assert queued.exit_code == 0, queued.output
 
