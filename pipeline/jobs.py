@@ -29,29 +29,41 @@ class Lines:
         return "\n".join(self.lines)
 
 
+def _sync(ctx: Context, conn, *, at: datetime, author: str | None = None, dry_run: bool = False) -> record.SyncReport:
+    content_dir = ctx.settings.content_dir
+    present = {p.stem for p in content_dir.glob("*.md") if p.name.lower() != "readme.md"}
+    return record.sync_files(conn, list(ctx.library().articles), present=present, at=at,
+                             mode=ctx.settings.review_mode, author=author, dry_run=dry_run)
+
+
 def record_content(ctx: Context, *, at: datetime, author: str | None = None,
                    dry_run: bool = False) -> record.SyncReport:
     """Record content/ as it is now: new texts become revisions, front-matter reviews attestations (in attested
     mode), and each article's time or retraction its publication. Never writes content/."""
-    library = ctx.library()
-    content_dir = ctx.settings.content_dir
-    present = {p.stem for p in content_dir.glob("*.md") if p.name.lower() != "readme.md"}
     for attempt in (1, 2):
         try:
             with ctx.engine.begin() as conn:
-                return record.sync_files(conn, list(library.articles), present=present, at=at,
-                                         mode=ctx.settings.review_mode, author=author, dry_run=dry_run)
+                return _sync(ctx, conn, at=at, author=author, dry_run=dry_run)
         except IntegrityError:
             if attempt == 2:  # another process recorded the same revision meanwhile; the second pass sees it
                 raise
     raise AssertionError("unreachable")
 
 
-def publishing_library(ctx: Context, *, at: datetime) -> Library:
-    """What readers may see at ``at``: content/ is recorded first, then the live view is read."""
-    record_content(ctx, at=at)
+def publishing_library(ctx: Context, *, at: datetime, store: bool = True) -> Library:
+    """What readers may see at ``at``: content/ is recorded first, then the live view is read. ``store=False``
+    (a dry run, a preview) reads the same view inside a transaction that is rolled back: nothing is recorded."""
+    if store:
+        record_content(ctx, at=at)
+        with ctx.engine.connect() as conn:
+            return live.publishing_library(conn, ctx.library(), at=at, mode=ctx.settings.review_mode)
     with ctx.engine.connect() as conn:
-        return live.publishing_library(conn, ctx.library(), at=at, mode=ctx.settings.review_mode)
+        trans = conn.begin()
+        try:
+            _sync(ctx, conn, at=at)
+            return live.publishing_library(conn, ctx.library(), at=at, mode=ctx.settings.review_mode)
+        finally:
+            trans.rollback()
 
 
 def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
@@ -90,7 +102,8 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
             bar["p"].advance(**{k: v for k, v in counts.items() if v})
 
     try:
-        report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=publishing_library(ctx, at=at),
+        library = publishing_library(ctx, at=at, store=not dry_run)
+        report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=library,
                       schedule=ctx.schedule, backend=backend, dry_run=dry_run,
                       on_batch=None if dry_run else on_batch, stop=stop)
     finally:
@@ -125,8 +138,8 @@ def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
 def preview_digest(ctx: Context, name: str, *, at: datetime, topics: tuple[str, ...], out: Path) -> str:
     from pipeline.digests.send import preview_digest as preview
 
-    html = preview(name, at=at, settings=ctx.settings, library=publishing_library(ctx, at=at), schedule=ctx.schedule,
-                   topics=topics or None)
+    html = preview(name, at=at, settings=ctx.settings, library=publishing_library(ctx, at=at, store=False),
+                   schedule=ctx.schedule, topics=topics or None)
     write_atomic(out, html, skip_unchanged=False)
     return f"wrote {out}"
 

@@ -162,3 +162,30 @@ def test_an_edit_after_approval_reaches_nobody_until_a_reviewer_approves_it(proj
                 if re.match(r"\s*(UPDATE|DELETE\s+FROM|TRUNCATE)\s+\"?(audit_log|revisions|reviews)\b", s, re.I)]
     assert changing == []
     assert any(re.match(r"\s*INSERT INTO \"?audit_log", s, re.I) for s in statements)
+
+
+def test_a_dry_run_and_a_preview_show_the_live_view_but_record_nothing(project, db_url):
+    from sqlalchemy import func, select
+
+    from pipeline.store.engine import make_engine
+    from pipeline.store.tables import audit_log, revisions
+
+    dry = run("digest", "send", "weekly", "--at", AT.isoformat(), "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "Articles in the period: 7;" in dry.output, dry.output
+    preview = run("digest", "preview", "weekly", "--at", AT.isoformat(), "--out", str(project / "preview.html"))
+    assert preview.exit_code == 0, preview.output
+    assert "Benchmark article about" in (project / "preview.html").read_text(encoding="utf-8")
+
+    def recorded() -> tuple[int, int]:
+        engine = make_engine(db_url)
+        try:
+            with engine.connect() as conn:
+                return (conn.execute(select(func.count()).select_from(revisions)).scalar(),
+                        conn.execute(select(func.count()).select_from(audit_log)).scalar())
+        finally:
+            engine.dispose()
+
+    assert recorded() == (0, 0)
+    assert run("feeds", "build", "--at", AT.isoformat()).exit_code == 0
+    assert recorded()[0] == 7
