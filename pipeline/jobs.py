@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +18,9 @@ log = logging.getLogger("pipeline.jobs")
 @dataclass(frozen=True)
 class Lines:
     lines: list[str]
+    problems: list[str] = field(default_factory=list)  # why it did not finish, for stderr: exit 1 when any
+    waiting: int = 0  # recipients of a digest issue left for a later run
+    fire_at: datetime | None = None  # the digest issue's fire time
 
     def summary(self) -> str:
         return "\n".join(self.lines)
@@ -53,13 +56,14 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
         backend.close()
         if "p" in bar:
             bar["p"].close()
-    return Lines(report.lines())
+    return Lines(report.lines(), problems=report.problems(), waiting=report.waiting, fire_at=report.fire_at)
 
 
 def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
     """Counts per state of the issue of ``name`` for ``at``, and the possible duplicates."""
     from pipeline.delivery import issue_rows, ledger
     from pipeline.digests.plan import issue_period
+    from pipeline.digests.send import reason_lines
 
     schedule = ctx.schedule
     schedule.digest(name)
@@ -69,13 +73,21 @@ def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
         if issue_id is None:
             return Lines([f"Digest {name}: the issue of {fire.isoformat()} has not been sent yet."])
         counts = ledger.counts(conn, issue_id)
+        why = ledger.reasons(conn, issue_id, counts)
     total = sum(counts[s] for s in ledger.STATES)
     lines = [f"Digest {name}: issue {issue_id} of {fire.isoformat()} ({total} recipients)"]
     lines += [f"  {state:<11} {counts[state]}" for state in ledger.STATES]
     lines.append(f"  possible duplicates (in flight during a crash): {counts['possible_duplicate']}")
+    lines += reason_lines(why)
     open_rows = counts["pending"] + counts["in_flight"]
-    lines.append("complete" if not open_rows else f"not complete: {open_rows} left; run `pipeline digest send {name}`")
-    return Lines(lines)
+    if open_rows:
+        lines.append(f"not complete: {open_rows} waiting; run `pipeline digest send {name} --at {fire.isoformat()}`, "
+                     "or let the scheduler finish it")
+    elif counts["unknown"]:
+        lines.append(f"not complete: {counts['unknown']} with an unknown outcome; check the provider's activity log")
+    else:
+        lines.append("complete")
+    return Lines(lines, waiting=open_rows, fire_at=fire)
 
 
 def preview_digest(ctx: Context, name: str, *, at: datetime, topics: tuple[str, ...], out: Path) -> str:

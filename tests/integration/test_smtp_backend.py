@@ -7,7 +7,7 @@ from email.message import EmailMessage
 import pytest
 
 from pipeline.delivery.smtp import SmtpBackend, parse_smtp_url
-from pipeline.errors import ConfigError, DeliveryError
+from pipeline.errors import ConfigError, RelayUnavailable
 from tests.support import smtp_server
 from tests.support.factories import issue, recipient, variant
 
@@ -99,10 +99,12 @@ def test_smtps(handler, tmp_path):
         controller.stop()
 
 
-def test_unreachable_server_is_a_clear_error():
-    b = SmtpBackend(f"smtp://127.0.0.1:{smtp_server.free_port()}", timeout=2)
-    with pytest.raises(DeliveryError, match="cannot connect"):
+def test_an_unreachable_relay_is_waited_for_then_leaves_the_batch_waiting():
+    port = smtp_server.free_port()
+    b = SmtpBackend(f"smtp://127.0.0.1:{port}", timeout=2, patience=1.0)
+    with pytest.raises(RelayUnavailable, match=f"the relay at 127.0.0.1:{port} has not answered for 1 second") as info:
         b.send_batch(issue(), variant(), [recipient(1)])
+    assert info.value.outcomes == () and "ConnectionRefusedError" in str(info.value)
 
 
 def test_transactional_message(plain, handler):
