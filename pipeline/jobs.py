@@ -46,7 +46,7 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
         if total is not None:
             bar["p"] = Progress(total, label=f"digest {name}")
         elif "p" in bar:
-            bar["p"].advance(**{k: v for k, v in counts.items() if v})
+            bar["p"].advance(**{k: v for k, v in counts.items() if v and k != "deferred"})  # those wait: not done
 
     try:
         report = send(name, at=at, settings=ctx.settings, engine=ctx.engine, library=ctx.library(),

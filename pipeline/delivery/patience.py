@@ -59,7 +59,7 @@ class Patience:
             delay = max(delay, at_least)
         assert self._since is not None
         delay = max(0.0, min(delay, self._since + self.limit_s - self._clock()))
-        log.warning("%s did not answer (%s); trying again in %.1fs", self.where, cause, delay,
+        log.warning("%s: %s; trying again in %.1fs", self.where, cause, delay,
                     extra={"action": "relay_waiting", "attempt": self._tries})
         self._sleep(delay)
         return delay
