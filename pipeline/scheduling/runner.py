@@ -17,6 +17,7 @@ from apscheduler.events import (
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 
 from pipeline.scheduling.schedule import Job, Schedule
@@ -48,7 +49,7 @@ def _on_event(event: JobEvent) -> None:
         log.error("job %s crashed: %r", event.job_id, event.exception, extra={"action": "job_crashed", "job": event.job_id})
 
 
-class _Retrier:
+class Retrier:
     """Listens for digest runs that left recipients waiting, and schedules the same issue again."""
 
     def __init__(self, scheduler: BackgroundScheduler, schedule: Schedule, *, task_ref: str, first: timedelta,
@@ -61,6 +62,10 @@ class _Retrier:
     def __call__(self, event: JobExecutionEvent) -> None:
         left = getattr(event, "retval", None)
         if not isinstance(left, dict) or not left.get("waiting"):
+            return
+        if STOPPING.is_set() or self.scheduler.state == STATE_STOPPED:
+            # Shutting down holds the job store lock while it waits for this thread: adding a job would deadlock.
+            # The next start resumes the issue (resume_unfinished).
             return
         job = next((j for j in self.schedule.jobs if j.id == left["job"]), None)
         if job is None:
@@ -99,8 +104,8 @@ def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF, retr
         timezone=schedule.timezone,
     )
     scheduler.add_listener(_on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-    scheduler.add_listener(_Retrier(scheduler, schedule, task_ref=task_ref, first=retry_first, cap=retry_max,
-                                    clock=clock), EVENT_JOB_EXECUTED)
+    scheduler.add_listener(Retrier(scheduler, schedule, task_ref=task_ref, first=retry_first, cap=retry_max,
+                                   clock=clock), EVENT_JOB_EXECUTED)
     scheduler.start(paused=True)
     wanted = {job.id for job in schedule.jobs}
     for stale in scheduler.get_jobs():
