@@ -27,8 +27,11 @@ class Lines:
 
 
 def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
+    from pipeline.store.site_keys import feed_id_namespace
+
     s = ctx.settings
-    return build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url, templates_dir=s.templates_dir)
+    return build_site(ctx.library(), at=at, public_dir=s.public_dir, site_url=s.site_url, templates_dir=s.templates_dir,
+                      id_namespace=feed_id_namespace(ctx.engine, at=at))
 
 
 def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True,
