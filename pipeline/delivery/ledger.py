@@ -381,9 +381,9 @@ WAITING_REASON = "not sent yet"
 
 
 def reasons(engine: Engine | Connection, issue_id: int, found: dict[str, int]) -> dict[str, list[tuple[str, int]]]:
-    """Why rows are failed, unknown or waiting (pending or in flight), as (reason, how many), most first, by
-    state ("waiting" for the last two). ``found`` are the issue's counts: states with no rows are not read, so a
-    finished issue costs nothing more."""
+    """Why rows are failed, unknown, waiting (pending) or in flight, as (reason, how many), most first, by state
+    ("waiting", "in flight" for the last two). ``found`` are the issue's counts: states with no rows are not read,
+    so a finished issue costs nothing more."""
     if isinstance(engine, Engine):
         with engine.connect() as conn:
             return reasons(conn, issue_id, found)
@@ -395,7 +395,9 @@ def reasons(engine: Engine | Connection, issue_id: int, found: dict[str, int]) -
     for state, reason, n in engine.execute(
             select(t_del.c.state, t_del.c.reason, func.count())
             .where(t_del.c.issue_id == issue_id, t_del.c.state.in_(wanted)).group_by(t_del.c.state, t_del.c.reason)):
-        key = "waiting" if state in OPEN_STATES else state
+        key = {"pending": "waiting", "in_flight": "in flight"}.get(state, state)
+        if state == "in_flight":
+            reason = "being sent now"  # the reason it had waited, if any, no longer holds
         text_ = reason or (WAITING_REASON if key == "waiting" else "no reason recorded")
         tally.setdefault(key, {})[text_] = tally.get(key, {}).get(text_, 0) + int(n)
     for key, by_reason in tally.items():

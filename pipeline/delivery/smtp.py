@@ -31,6 +31,7 @@ from pipeline.errors import ConfigError, DeliveryError, DeliveryHalted, Delivery
 log = logging.getLogger("pipeline.delivery.smtp")
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+_RELAY_DENIED = re.compile(r"relay(ing)? (access )?(denied|not permitted)", re.IGNORECASE)
 IDLE_CHECK_S = 10.0  # after this long without a command, check the connection with NOOP before sending
 
 
@@ -201,7 +202,11 @@ class SmtpBackend:
             code, msg = conn.rcpt(rcpt)
             if code not in (250, 251):
                 self._refused(conn, code, msg)
-                return server_words(code, msg)
+                words = server_words(code, msg)
+                if _RELAY_DENIED.search(words):  # "554 5.7.1 Relay access denied": ours to fix, not theirs
+                    raise DeliverySetupError(f"PIPELINE_SMTP_URL: {self.where} will not relay for us ({words}); "
+                                             "give it a user name and password, or allow this host")
+                return words
         except (smtplib.SMTPServerDisconnected, OSError):
             raise _Dropped() from None
         try:

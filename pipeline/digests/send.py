@@ -69,7 +69,8 @@ class SendReport:
     recovered: int = 0
     complete: bool = False
     counts: dict[str, int] = field(default_factory=dict)
-    waiting: int = 0  # pending or in flight after this run: a later run sends them
+    waiting: int = 0  # pending after this run: a later run sends them
+    elsewhere: int = 0  # in flight with another sender when this run ended (it finishes them)
     reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # ledger.reasons
     halted: str | None = None  # why this run stopped early (the relay stayed away, or a setting is wrong)
     setup_error: bool = False  # the halt names a setting to fix
@@ -77,7 +78,7 @@ class SendReport:
     @property
     def ok(self) -> bool:
         """Finished for everyone: each recipient sent, dropped, or failed for a reason of their own."""
-        return self.dry_run or (self.complete and not self.unknown and self.halted is None)
+        return self.dry_run or ((self.complete or not self.waiting) and not self.unknown and self.halted is None)
 
     def problems(self) -> list[str]:
         """Why the run did not finish the issue, for stderr (empty when ``ok``)."""
@@ -112,7 +113,10 @@ class SendReport:
             out += reason_lines(self.reasons)
             if self.possible_duplicates:
                 out.append(f"Possible duplicates (in flight during a crash, sent again): {self.possible_duplicates}.")
-            if self.ok:
+            if self.ok and not self.complete:
+                out.append(f"This run is done; {self.elsewhere} are being sent by another sender right now "
+                           "(`digest status` shows when the issue is complete).")
+            elif self.ok:
                 out.append("The issue is complete.")
             elif self.complete:
                 out.append("Nobody is waiting, but the issue is not complete: some outcomes are unknown.")
@@ -124,7 +128,7 @@ class SendReport:
 def reason_lines(reasons: dict[str, list[tuple[str, int]]]) -> list[str]:
     """ "1 failed: 550 5.1.1 user unknown", one line per reason and state, most common first."""
     out: list[str] = []
-    for state in ("failed", "unknown", "waiting"):
+    for state in ("failed", "unknown", "waiting", "in flight"):
         found = reasons.get(state, [])
         for reason, n in found[:MAX_REASON_LINES]:
             out.append(f"{n} {state}: {reason}")
@@ -493,7 +497,8 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         articles=len(plan.articles), sent_now=sent_now, already_sent=before["sent"], skipped_empty=skipped_empty,
         suppressed=after["suppressed"], failed=after["failed"], unknown=after["unknown"],
         possible_duplicates=after["possible_duplicate"], recovered=recovered, complete=complete, counts=after,
-        waiting=after["pending"] + after["in_flight"], reasons=why, halted=str(halt) if halt is not None else None,
+        waiting=after["pending"], elsewhere=after["in_flight"], reasons=why,
+        halted=str(halt) if halt is not None else None,
         setup_error=isinstance(halt, DeliverySetupError),
     )
 

@@ -26,6 +26,7 @@ class SavingHandler:
         self.outdir = Path(outdir)
         self.outdir.mkdir(parents=True, exist_ok=True)
         self.refuse = refuse
+        self.refusal = "550 5.1.1 no such user"  # the answer to a refused RCPT
         self.drop_on_mail: set[int] = set()  # drop the connection at these MAIL commands (1-based count)
         self.down_from_mail: int | None = None  # from this MAIL on, drop every connection (a relay going away)
         self.went_down = threading.Event()  # set at the first MAIL dropped for down_from_mail
@@ -56,7 +57,7 @@ class SavingHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         if address in self.refuse:
-            return "550 5.1.1 no such user"
+            return self.refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
