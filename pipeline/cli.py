@@ -257,6 +257,10 @@ def digest_send(name: str, at: str | None, dry_run: bool) -> None:
 
     report = send_digest(_ctx(), name, at=parse_at(at), dry_run=dry_run)
     click.echo(report.summary())
+    for line in report.problems:  # exit 1 unless every recipient is sent, dropped or failed for their own reason
+        click.echo(line, err=True)
+    if report.problems:
+        sys.exit(1)
 
 
 # --- delivery: digest status (owned by the delivery work; keep this block together) ------------------------------

@@ -7,7 +7,10 @@
     ├── NotFound           unknown article, digest or subscriber
     ├── StoreError         database not migrated or unreachable
     └── DeliveryError      a backend refused a message
-        └── DeliveryUnknown  the outcome of a send is not known (e.g. a timeout)
+        ├── DeliveryUnknown  the outcome of a send is not known (e.g. a timeout)
+        └── DeliveryHalted     nobody's own failure: the send stops, the rest wait
+            ├── DeliverySetupError  a setting is wrong (TLS trust, login, API key): stop before marking anyone
+            └── RelayUnavailable    the relay or API stayed away past PIPELINE_RELAY_PATIENCE: recipients wait
 """
 
 from __future__ import annotations
@@ -68,3 +71,25 @@ class DeliveryError(PipelineError):
 
 class DeliveryUnknown(DeliveryError):
     pass
+
+
+class DeliveryHalted(DeliveryError):
+    """A failure that is nobody's own: the send stops, and whoever it had not sent to waits for a later run.
+    ``outcomes``: what the backend had decided for its batch before it stopped (the rest of the batch waits)."""
+
+    def __init__(self, message: str, *, outcomes: tuple = ()):
+        super().__init__(message)
+        self.outcomes = tuple(outcomes)
+
+
+class DeliverySetupError(DeliveryHalted):
+    pass
+
+
+class RelayUnavailable(DeliveryHalted):
+    def __init__(self, message: str, *, where: str = "the relay", waited: float = 0.0, in_doubt: bool = False,
+                 outcomes: tuple = ()):
+        super().__init__(message, outcomes=outcomes)
+        self.where = where
+        self.waited = waited
+        self.in_doubt = in_doubt  # the request in hand may have been taken: its recipients are unknown, not waiting

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +24,9 @@ log = logging.getLogger("pipeline.jobs")
 @dataclass(frozen=True)
 class Lines:
     lines: list[str]
+    problems: list[str] = field(default_factory=list)  # why it did not finish, for stderr: exit 1 when any
+    waiting: int = 0  # recipients of a digest issue left for a later run
+    fire_at: datetime | None = None  # the digest issue's fire time
 
     def summary(self) -> str:
         return "\n".join(self.lines)
@@ -67,12 +70,14 @@ def publishing_library(ctx: Context, *, at: datetime, store: bool = True) -> Lib
 
 
 def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
+    from pipeline.store.site_keys import feed_id_namespace
+
     s = ctx.settings
     started, ok = time.monotonic(), False
     try:
         library = publishing_library(ctx, at=at)
         report = build_site(library, at=at, public_dir=s.public_dir, site_url=s.site_url,
-                            templates_dir=s.templates_dir)
+                            templates_dir=s.templates_dir, id_namespace=feed_id_namespace(ctx.engine, at=at))
         with ctx.engine.begin() as conn:
             live.record_went_live(conn, library.live(at), at=at)
         ok = True
@@ -99,7 +104,7 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
         if total is not None:
             bar["p"] = Progress(total, label=f"digest {name}")
         elif "p" in bar:
-            bar["p"].advance(**{k: v for k, v in counts.items() if v})
+            bar["p"].advance(**{k: v for k, v in counts.items() if v and k != "deferred"})  # those wait: not done
 
     try:
         library = publishing_library(ctx, at=at, store=not dry_run)
@@ -110,13 +115,14 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
         backend.close()
         if "p" in bar:
             bar["p"].close()
-    return Lines(report.lines())
+    return Lines(report.lines(), problems=report.problems(), waiting=report.waiting, fire_at=report.fire_at)
 
 
 def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
     """Counts per state of the issue of ``name`` for ``at``, and the possible duplicates."""
     from pipeline.delivery import issue_rows, ledger
     from pipeline.digests.plan import issue_period
+    from pipeline.digests.send import reason_lines
 
     schedule = ctx.schedule
     schedule.digest(name)
@@ -126,13 +132,21 @@ def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
         if issue_id is None:
             return Lines([f"Digest {name}: the issue of {fire.isoformat()} has not been sent yet."])
         counts = ledger.counts(conn, issue_id)
+        why = ledger.reasons(conn, issue_id, counts)
     total = sum(counts[s] for s in ledger.STATES)
     lines = [f"Digest {name}: issue {issue_id} of {fire.isoformat()} ({total} recipients)"]
     lines += [f"  {state:<11} {counts[state]}" for state in ledger.STATES]
     lines.append(f"  possible duplicates (in flight during a crash): {counts['possible_duplicate']}")
+    lines += reason_lines(why)
     open_rows = counts["pending"] + counts["in_flight"]
-    lines.append("complete" if not open_rows else f"not complete: {open_rows} left; run `pipeline digest send {name}`")
-    return Lines(lines)
+    if open_rows:
+        lines.append(f"not complete: {open_rows} waiting; run `pipeline digest send {name} --at {fire.isoformat()}`, "
+                     "or let the scheduler finish it")
+    elif counts["unknown"]:
+        lines.append(f"not complete: {counts['unknown']} with an unknown outcome; check the provider's activity log")
+    else:
+        lines.append("complete")
+    return Lines(lines, waiting=open_rows, fire_at=fire)
 
 
 def preview_digest(ctx: Context, name: str, *, at: datetime, topics: tuple[str, ...], out: Path) -> str:

@@ -21,6 +21,8 @@ _ENV = {
     "schedules": "PIPELINE_SCHEDULES",
     "templates_dir": "PIPELINE_TEMPLATES_DIR",
     "smtp_url": "PIPELINE_SMTP_URL",
+    "smtp_ca_file": "PIPELINE_SMTP_CA_FILE",
+    "relay_patience": "PIPELINE_RELAY_PATIENCE",
     "sendgrid_api_key": "SENDGRID_API_KEY",
     "sendgrid_host": "PIPELINE_SENDGRID_HOST",
     "sendgrid_webhook_public_key": "PIPELINE_SENDGRID_WEBHOOK_PUBLIC_KEY",
@@ -50,6 +52,8 @@ class Settings:
     schedules: Path = Path("schedules.yaml")
     templates_dir: Path = Path("templates")
     smtp_url: str = ""
+    smtp_ca_file: Path | None = None  # a CA bundle to trust for the relay's TLS (a private CA)
+    relay_patience: float = 120.0  # seconds a send waits for a relay or API that does not answer, then stops
     sendgrid_api_key: str = ""
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_webhook_public_key: str = ""
@@ -124,9 +128,11 @@ def load_settings(overrides: dict | None = None, *, environ: dict | None = None,
 
 def _coerce(values: dict) -> dict:
     out = dict(values)
-    for name in ("outbox", "public_dir", "content_dir", "schedules", "templates_dir", "var_dir"):
+    for name in ("outbox", "public_dir", "content_dir", "schedules", "templates_dir", "var_dir", "smtp_ca_file"):
         if name in out:
             out[name] = Path(out[name])
+    if "relay_patience" in out:
+        out["relay_patience"] = parse_seconds(out["relay_patience"], "PIPELINE_RELAY_PATIENCE")
     if "smtp_rate" in out:
         try:
             out["smtp_rate"] = float(out["smtp_rate"])
@@ -138,6 +144,25 @@ def _coerce(values: dict) -> dict:
     return out
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_seconds(value: object, name: str) -> float:
+    """ "120", "120s", "2m" or "1h" -> seconds."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        unit = _UNITS.get(text[-1:], None)
+        try:
+            seconds = float(text[:-1] if unit else text) * (unit or 1)
+        except ValueError:
+            raise ConfigError(f"{name}: {value!r} is not a duration; use seconds (90) or 90s, 2m, 1h") from None
+    if not 0 <= seconds <= 86400:
+        raise ConfigError(f"{name}: {value!r} must be between 0 seconds and 24 hours")
+    return seconds
+
+
 def _validate(s: Settings) -> None:
     if s.delivery not in DELIVERY_BACKENDS:
         raise ConfigError(
@@ -145,6 +170,9 @@ def _validate(s: Settings) -> None:
         )
     if s.delivery == "smtp" and not s.smtp_url:
         raise ConfigError("PIPELINE_SMTP_URL: required when PIPELINE_DELIVERY=smtp, e.g. smtp://user:pass@host:587?starttls=1")
+    if s.smtp_ca_file is not None and not s.smtp_ca_file.is_file():
+        raise ConfigError(f"PIPELINE_SMTP_CA_FILE: {s.smtp_ca_file} is not a file; give the PEM bundle of the CA "
+                          "that signed the relay's certificate")
     if s.delivery == "sendgrid" and not s.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY: required when PIPELINE_DELIVERY=sendgrid")
     if s.review_mode not in ("attested", "staff"):

@@ -13,7 +13,8 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple, Protocol, runtime_checkable
 
-OUTCOME_STATES = ("sent", "failed", "unknown")
+# "deferred": not sent, through nobody's own fault (the relay stayed away, a setting is wrong): the row waits.
+OUTCOME_STATES = ("sent", "failed", "unknown", "deferred")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,8 +61,9 @@ class Backend(Protocol):
                    recipients: Sequence[Recipient]) -> list[Outcome]:
         """Send ``variant`` to each recipient; one Outcome per recipient, in any order.
 
-        Raise only for a failure of the whole batch (e.g. the server is down): the caller then records the
-        batch as failed, or as unknown for ``DeliveryUnknown``.
+        Raise only for a failure of the whole batch: ``DeliveryHalted`` (the relay stayed away, or a setting is
+        wrong) stops the send, and every recipient not in its ``outcomes`` waits for a later run; ``DeliveryUnknown``
+        records the batch as unknown; any other DeliveryError as failed.
         """
         ...
 

@@ -7,7 +7,9 @@ from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
 
-def make_backend(settings: Settings) -> Backend:
+def make_backend(settings: Settings, *, patience: float | None = None) -> Backend:
+    """``patience``: how long to wait for a relay or API that does not answer (default PIPELINE_RELAY_PATIENCE)."""
+    patience = settings.relay_patience if patience is None else patience
     if settings.delivery == "file":
         from pipeline.delivery.file import FileBackend
 
@@ -20,11 +22,12 @@ def make_backend(settings: Settings) -> Backend:
         from pipeline.delivery.sendgrid import SendGridBackend
 
         return SendGridBackend(settings.sendgrid_api_key, host=settings.sendgrid_host,
-                               tracking=settings.sendgrid_tracking)
+                               tracking=settings.sendgrid_tracking, patience=patience)
     if settings.delivery == "smtp":
         from pipeline.delivery.smtp import SmtpBackend
 
-        return SmtpBackend(settings.smtp_url, rate=settings.smtp_rate)
+        return SmtpBackend(settings.smtp_url, rate=settings.smtp_rate, patience=patience,
+                           ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None)
     raise ConfigError(f"PIPELINE_DELIVERY: unknown backend {settings.delivery!r}; use one of: file, smtp, sendgrid")
 
 
@@ -38,8 +41,9 @@ def address_problem(settings: Settings, email: str) -> str | None:
 
 
 def send_transactional(settings: Settings, msg) -> None:
-    """One transactional EmailMessage through the configured backend's ``send_message``."""
-    backend = make_backend(settings)
+    """One transactional EmailMessage through the configured backend's ``send_message``. A relay that does not
+    answer fails it at once (someone may be waiting on a page for it)."""
+    backend = make_backend(settings, patience=0)
     send = getattr(backend, "send_message", None)
     if send is None:
         from pipeline.errors import DeliveryError

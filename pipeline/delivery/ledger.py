@@ -1,7 +1,8 @@
 """The delivery ledger: one row per recipient of an issue, fixed when the issue is first planned (``issue_rows``).
 
 Rows move pending -> in_flight (claimed) -> sent | failed | unknown, or to suppressed when the subscriber is no
-longer mailable. Planning cuts each variant's recipients into numbered batches of one backend request; a sender
+longer mailable; a batch the relay never took (``deferred`` outcomes) goes back to pending with the reason it
+waits. Planning cuts each variant's recipients into numbered batches of one backend request; a sender
 claims one batch at a time. Claims are atomic, so several workers share an issue without sending anyone twice: on
 PostgreSQL through ``FOR UPDATE SKIP LOCKED``, on SQLite through the write lock every transaction takes (BEGIN
 IMMEDIATE). A sender records one batch and marks its next as posted in the same transaction (``post``), so it never
@@ -21,7 +22,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline.delivery.backend import Outcome
+from pipeline.delivery.backend import OUTCOME_STATES, Outcome
 from pipeline.store.tables import UTC_DT
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import delivery_posts as t_posts
@@ -305,7 +306,7 @@ def _record(conn: Connection, issue_id: int, finished: Finished, *, at: datetime
     batch claimed and sent, so the largest group is recorded with one statement on the batch, after the others."""
     groups: dict[tuple[str, str | None, str | None], list[int]] = {}
     for o in finished.outcomes:
-        if o.state not in ("sent", "failed", "unknown"):
+        if o.state not in OUTCOME_STATES:
             raise ValueError(f"unknown outcome state {o.state!r}")
         groups.setdefault((o.state, o.reason, o.provider_status), []).append(o.subscriber_id)
     done: dict[str, int] = {}
@@ -319,6 +320,9 @@ def _record(conn: Connection, issue_id: int, finished: Finished, *, at: datetime
         values: dict = {"state": state, "reason": reason, "provider_status": provider_status, "email": None}
         if state == "sent":
             values["sent_at"] = at
+        elif state == "deferred":  # back to pending, as if never claimed, with the reason it waits
+            values.update(state="pending", batch_id=None, claimed_by=None, claimed_at=None,
+                          attempts=t_del.c.attempts - 1)
         if n == len(ordered):
             # Every other row of the batch is recorded already: what is still in flight is this group.
             result = conn.execute(update(t_del).where(*where).values(**values))
@@ -371,3 +375,31 @@ def close_issue(engine: Engine, issue_id: int, *, at: datetime) -> tuple[bool, d
             conn.execute(update(t_iss).where(t_iss.c.id == issue_id, t_iss.c.completed_at.is_(None))
                          .values(completed_at=at))
         return complete, _with_markers(conn, issue_id, found)
+
+
+WAITING_REASON = "not sent yet"
+
+
+def reasons(engine: Engine | Connection, issue_id: int, found: dict[str, int]) -> dict[str, list[tuple[str, int]]]:
+    """Why rows are failed, unknown, waiting (pending) or in flight, as (reason, how many), most first, by state
+    ("waiting", "in flight" for the last two). ``found`` are the issue's counts: states with no rows are not read,
+    so a finished issue costs nothing more."""
+    if isinstance(engine, Engine):
+        with engine.connect() as conn:
+            return reasons(conn, issue_id, found)
+    wanted = [s for s in ("failed", "unknown", *OPEN_STATES) if found.get(s)]
+    out: dict[str, list[tuple[str, int]]] = {}
+    if not wanted:
+        return out
+    tally: dict[str, dict[str, int]] = {}
+    for state, reason, n in engine.execute(
+            select(t_del.c.state, t_del.c.reason, func.count())
+            .where(t_del.c.issue_id == issue_id, t_del.c.state.in_(wanted)).group_by(t_del.c.state, t_del.c.reason)):
+        key = {"pending": "waiting", "in_flight": "in flight"}.get(state, state)
+        if state == "in_flight":
+            reason = "being sent now"  # the reason it had waited, if any, no longer holds
+        text_ = reason or (WAITING_REASON if key == "waiting" else "no reason recorded")
+        tally.setdefault(key, {})[text_] = tally.get(key, {}).get(text_, 0) + int(n)
+    for key, by_reason in tally.items():
+        out[key] = sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))
+    return out

@@ -5,9 +5,11 @@ recipient's links (``substitutions``), headers (List-Unsubscribe…) and ``custo
 opaque recipient id, never an address), so the Event Webhook can find the subscriber again. Tracking is off
 unless the operator turns it on: whether someone opened an email about hospice care is health data.
 
-Failures: 429 and 5xx are retried with exponential backoff and jitter, honouring ``Retry-After`` and
-``X-RateLimit-Reset``; 400/401/403/413 raise a clear DeliveryError at once; a timeout raises DeliveryUnknown,
-since SendGrid has no idempotency key and the request may have been accepted.
+Failures: 429, 5xx and a refused connection are retried with exponential backoff and jitter, honouring
+``Retry-After`` and ``X-RateLimit-Reset``, for up to PIPELINE_RELAY_PATIENCE; then RelayUnavailable stops the send
+and its recipients wait. 401/403 are wrong settings (DeliverySetupError: stop before marking anyone); 400/413 raise
+a clear DeliveryError at once; a timeout raises DeliveryUnknown, since SendGrid has no idempotency key and the
+request may have been accepted.
 """
 
 from __future__ import annotations
@@ -32,7 +34,14 @@ from python_http_client.client import Response
 from sendgrid import SendGridAPIClient
 
 from pipeline.delivery.backend import IssueMeta, Outcome, Recipient, RenderedVariant
-from pipeline.errors import DeliveryError, DeliveryUnknown
+from pipeline.delivery.patience import Patience
+from pipeline.errors import (
+    DeliveryError,
+    DeliveryHalted,
+    DeliverySetupError,
+    DeliveryUnknown,
+    RelayUnavailable,
+)
 
 log = logging.getLogger("pipeline.delivery.sendgrid")
 # The HTTP client logs request headers (the API key) and payloads (addresses) at DEBUG: keep it above that.
@@ -264,9 +273,10 @@ class SendGridBackend:
     max_batch = MAX_PERSONALIZATIONS
 
     def __init__(self, api_key: str, *, host: str = "https://api.sendgrid.com", tracking: bool = False,
-                 timeout: float = 30.0, max_retries: int = 5, backoff: float = 0.5, max_backoff: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep, rng: Callable[[], float] = random.random,
-                 clock: Callable[[], float] = time.time):
+                 timeout: float = 30.0, max_retries: int | None = None, backoff: float = 0.5,
+                 max_backoff: float = 60.0, patience: float = 120.0, sleep: Callable[[float], None] = time.sleep,
+                 rng: Callable[[], float] = random.random, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
         if not api_key:
             raise DeliveryError("SENDGRID_API_KEY: not set; create an API key with Mail Send permission")
         self._client = SendGridAPIClient(api_key=api_key, host=host.rstrip("/"))
@@ -283,6 +293,8 @@ class SendGridBackend:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._sleep, self._rng, self._clock = sleep, rng, clock
+        self.patience = Patience(patience, where=f"SendGrid at {host.rstrip('/')} (PIPELINE_SENDGRID_HOST)",
+                                 sleep=sleep, clock=monotonic, max_tries=max_retries)
         self._preparer = BatchPreparer(tracking=tracking)
         self._fatal: DeliveryError | None = None
         self.requests = 0
@@ -308,7 +320,16 @@ class SendGridBackend:
             outcomes.extend(refused)
             if not body:
                 continue
-            status = str(self.post(body))
+            try:
+                status = str(self.post(body))
+            except DeliveryHalted as exc:
+                # Nobody's own failure: what went out is kept and the rest waits, but a request that may have
+                # been taken leaves its recipients unknown.
+                if isinstance(exc, RelayUnavailable) and exc.in_doubt:
+                    outcomes.extend(Outcome(i, "unknown", f"{exc}; it may or may not have been accepted")
+                                    for i in ids)
+                exc.outcomes = tuple(outcomes)
+                raise
             outcomes.extend([Outcome(i, "sent", None, status) for i in ids])  # positional: a thousand a batch
         return outcomes
 
@@ -327,31 +348,40 @@ class SendGridBackend:
             try:
                 request = urllib.request.Request(self._url, data=body.encode("utf-8"), method="POST", headers={
                     **self._mail.request_headers, "Content-Type": "application/json; charset=utf-8"})
-                return Response(self._mail._make_request(self._opener, request, timeout=self.timeout)).status_code
+                status = Response(self._mail._make_request(self._opener, request, timeout=self.timeout)).status_code
             except http_errors.HTTPError as exc:
                 status = int(getattr(exc, "status_code", 0) or 0)
-                if status in RETRY_STATUSES and attempt <= self.max_retries:
-                    delay = self.retry_delay(attempt, getattr(exc, "headers", None))
-                    log.warning("SendGrid answered %s; retrying in %.1fs", status, delay,
-                                extra={"action": "sendgrid_retry", "status": status, "attempt": attempt})
-                    self._sleep(delay)
-                    continue
-                raise self._http_error(status, exc) from None
+                if status not in RETRY_STATUSES:
+                    raise self._http_error(status, exc) from None
+                # A 502/504 comes from a gateway that may have passed the request on: if the last answer is
+                # one, the batch in hand is unknown rather than waiting.
+                self.patience.wait(f"it answered {status}", in_doubt=status in (502, 504),
+                                   at_least=self.retry_delay(attempt, getattr(exc, "headers", None)))
+                continue
             except TimeoutError as exc:
+                self._timed_out()
                 raise DeliveryUnknown(f"SendGrid did not answer within {self.timeout:g}s; "
                                       "the batch may or may not have been accepted") from exc
             except URLError as exc:
                 if isinstance(exc.reason, TimeoutError | socket.timeout):
+                    self._timed_out()
                     raise DeliveryUnknown(f"SendGrid did not answer within {self.timeout:g}s; "
                                           "the batch may or may not have been accepted") from None
-                if attempt <= self.max_retries:
-                    self._sleep(self.retry_delay(attempt, None))
-                    continue
-                raise DeliveryError(f"PIPELINE_SENDGRID_HOST: cannot reach {self._client.host} ({exc.reason}); "
-                                    "check the network and the host") from None
+                self.patience.wait(f"cannot reach it: {exc.reason}")
+                continue
             except (ConnectionError, OSError) as exc:
                 # The connection broke after the request may have gone out.
                 raise DeliveryUnknown(f"SendGrid connection broke ({type(exc).__name__}); outcome unknown") from None
+            self.patience.ok()
+            return status
+
+    def _timed_out(self) -> None:
+        """A timeout leaves its batch unknown; timeouts that last past the patience stop the send."""
+        try:
+            self.patience.failed(f"no answer within {self.timeout:g}s", in_doubt=True)
+        except RelayUnavailable as exc:
+            exc.in_doubt = True
+            raise
 
     def retry_delay(self, attempt: int, headers) -> float:
         """Exponential backoff with full jitter, but never sooner than the server asked."""
@@ -364,23 +394,20 @@ class SendGridBackend:
     def _http_error(self, status: int, exc: Exception) -> DeliveryError:
         detail = _error_detail(exc)
         if status == 401:
-            err = DeliveryError("SENDGRID_API_KEY: SendGrid refused the key (401); check it is current and "
-                                "has the Mail Send permission")
+            err = DeliverySetupError("SENDGRID_API_KEY: SendGrid refused the key (401); check it is current and "
+                                     "has the Mail Send permission")
         elif status == 403:
-            err = DeliveryError(f"SendGrid forbade the send (403{detail}); check the key's permissions and that "
-                                "PIPELINE_FROM is a verified sender")
+            err = DeliverySetupError(f"SENDGRID_API_KEY: SendGrid forbade the send (403{detail}); check the key's "
+                                     "permissions and that PIPELINE_FROM is a verified sender")
         elif status == 413:
             err = DeliveryError("SendGrid refused a request as too large (413); the digest is too big to send")
         elif status == 400:
             err = DeliveryError(f"SendGrid rejected the request (400{detail})")
-        elif status in RETRY_STATUSES:
-            if status in (502, 504):
-                return DeliveryUnknown(f"SendGrid answered {status} after {self.max_retries} retries; outcome unknown")
-            err = DeliveryError(f"SendGrid answered {status} after {self.max_retries} retries; try again later")
         else:
             err = DeliveryError(f"SendGrid answered {status}{detail}")
         if status in FATAL_STATUSES:
-            self._fatal = err
+            self._fatal = err  # raised again as it is: its outcomes are set per batch
+
         return err
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from pipeline.digests.plan import (
     plan_issue,
 )
 from pipeline.digests.render import DigestRenderer
-from pipeline.errors import DeliveryError, DeliveryUnknown, InputError
+from pipeline.errors import DeliveryError, DeliveryHalted, DeliverySetupError, DeliveryUnknown, InputError
 from pipeline.scheduling.schedule import Schedule
 from pipeline.settings import Settings
 from pipeline.store.tables import subscribers as t_sub
@@ -44,6 +44,7 @@ STALE_AFTER = timedelta(minutes=30)
 WORKER_MIN_RECIPIENTS = 20_000
 MAX_ATTEMPTS = 3
 SETTLE_BACKLOG = 8
+MAX_REASON_LINES = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,32 @@ class SendReport:
     recovered: int = 0
     complete: bool = False
     counts: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # pending after this run: a later run sends them
+    elsewhere: int = 0  # in flight with another sender when this run ended (it finishes them)
+    reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # ledger.reasons
+    halted: str | None = None  # why this run stopped early (the relay stayed away, or a setting is wrong)
+    setup_error: bool = False  # the halt names a setting to fix
+
+    @property
+    def ok(self) -> bool:
+        """Finished for everyone: each recipient sent, dropped, or failed for a reason of their own."""
+        return self.dry_run or ((self.complete or not self.waiting) and not self.unknown and self.halted is None)
+
+    def problems(self) -> list[str]:
+        """Why the run did not finish the issue, for stderr (empty when ``ok``)."""
+        if self.ok:
+            return []
+        n = self.waiting
+        people = f"{n} recipient{'s are' if n != 1 else ' is'} waiting"
+        if self.halted is not None and self.setup_error:
+            return [self.halted, f"Nobody was marked failed; {people}; fix the setting and run the send again."]
+        if self.halted is not None:
+            return [f"{self.halted}; {people}; the next run will send them."]
+        if self.waiting:
+            return [f"The issue is not complete: {people}; run the send again to finish it."]
+        return [f"{self.unknown} recipient{'s have' if self.unknown != 1 else ' has'} an unknown outcome (the "
+                "provider may or may not have taken them); a re-run does not send to them again: check the "
+                "provider's activity log."]
 
     def lines(self) -> list[str]:
         """Human summary, one fact a line, for the CLI."""
@@ -82,11 +109,33 @@ class SendReport:
         ]
         if not self.dry_run:
             out.append(f"Sent now: {self.sent_now}; sent before: {self.already_sent}; dropped since planning: "
-                       f"{self.suppressed}; failed: {self.failed}; unknown: {self.unknown}.")
+                       f"{self.suppressed}; failed: {self.failed}; unknown: {self.unknown}; waiting: {self.waiting}.")
+            out += reason_lines(self.reasons)
             if self.possible_duplicates:
                 out.append(f"Possible duplicates (in flight during a crash, sent again): {self.possible_duplicates}.")
-            out.append("The issue is complete." if self.complete else "The issue is not complete yet; run again to finish it.")
+            if self.ok and not self.complete:
+                out.append(f"This run is done; {self.elsewhere} are being sent by another sender right now "
+                           "(`digest status` shows when the issue is complete).")
+            elif self.ok:
+                out.append("The issue is complete.")
+            elif self.complete:
+                out.append("Nobody is waiting, but the issue is not complete: some outcomes are unknown.")
+            else:
+                out.append(f"The issue is not complete: {self.waiting} waiting; run again to finish it.")
         return out
+
+
+def reason_lines(reasons: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """ "1 failed: 550 5.1.1 user unknown", one line per reason and state, most common first."""
+    out: list[str] = []
+    for state in ("failed", "unknown", "waiting", "in flight"):
+        found = reasons.get(state, [])
+        for reason, n in found[:MAX_REASON_LINES]:
+            out.append(f"{n} {state}: {reason}")
+        if len(found) > MAX_REASON_LINES:
+            rest = sum(n for _reason, n in found[MAX_REASON_LINES:])
+            out.append(f"{rest} {state} for {len(found) - MAX_REASON_LINES} other reasons")
+    return out
 
 
 def _readers_by_id(engine: Engine, ids: list[int]) -> list[PlanEntry]:
@@ -99,11 +148,12 @@ def _readers_by_id(engine: Engine, ids: list[int]) -> list[PlanEntry]:
     return out
 
 
-def _complete_outcomes(outcomes: list[Outcome], ids: list[int]) -> list[Outcome]:
-    """A backend that forgets a recipient leaves its outcome unknown, never silently sent or retried."""
+def _complete_outcomes(outcomes: list[Outcome], ids: list[int], *, state: str = "unknown",
+                       reason: str = "no outcome from the backend") -> list[Outcome]:
+    """A backend that forgets a recipient leaves its outcome unknown, never silently sent or retried (a halted
+    backend: the recipients it did not get to wait)."""
     seen = {o.subscriber_id for o in outcomes}
-    return outcomes + [Outcome(subscriber_id=i, state="unknown", reason="no outcome from the backend")
-                       for i in ids if i not in seen]
+    return outcomes + [Outcome(subscriber_id=i, state=state, reason=reason) for i in ids if i not in seen]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +176,7 @@ class _BatchSender:
         self._prepare = getattr(backend, "prepare_batch", None)
         self.worker: BatchWorker | None = None
         self._lost: list[BatchWorker] = []  # workers that died, closed with the sender
+        self.halt: DeliveryHalted | None = None  # set on the sending thread; the send then claims no more
         self._lost_lock = threading.Lock()
 
     def _groups(self, claim: ledger.Claim) -> tuple[list[tuple[str, list[tuple[int, str, int]]]], list[_Group]]:
@@ -194,6 +245,9 @@ class _BatchSender:
             if group.outcomes:
                 outcomes += group.outcomes
                 continue
+            if self.halt is not None:
+                outcomes += _complete_outcomes([], group.ids, state="deferred", reason=str(self.halt))
+                continue
             try:
                 if group.payload is not None:
                     got = list(self.backend.send_prepared(group.payload))
@@ -201,6 +255,10 @@ class _BatchSender:
                     got = list(self.backend.send_batch(self.meta, self.rendered[group.key], group.recipients))
             except DeliveryUnknown as exc:
                 got = [Outcome(subscriber_id=i, state="unknown", reason=str(exc)) for i in group.ids]
+            except DeliveryHalted as exc:
+                self.halt = exc
+                outcomes += _complete_outcomes(list(exc.outcomes), group.ids, state="deferred", reason=str(exc))
+                continue
             except DeliveryError as exc:
                 got = [Outcome(subscriber_id=i, state="failed", reason=str(exc)) for i in group.ids]
             outcomes += _complete_outcomes(got, group.ids)
@@ -390,7 +448,7 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
                 if inflight is not None:
                     finished = ledger.Finished(batch_no=inflight[0].batch_no, batch_id=inflight[0].batch_id,
                                                outcomes=inflight[2].result())
-                if stop is not None and stop.is_set() and not exhausted:
+                if ((stop is not None and stop.is_set()) or sender.halt is not None) and not exhausted:
                     exhausted = True  # claim no more; what was claimed ahead goes back to pending, unflagged
                     while upcoming:
                         give_back(upcoming.popleft())
@@ -426,6 +484,11 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
             if unsettled:
                 _quietly(lambda: ledger.settle(engine, issue_id, unsettled), issue_id, None)
     complete, after = ledger.close_issue(engine, issue_id, at=clock())
+    why = ledger.reasons(engine, issue_id, after)
+    halt = sender.halt
+    if halt is not None:
+        log.warning("digest send stopped: %s", halt, extra={"action": "digest_send_halted", "digest": name,
+                                                            "issue_id": issue_id})
     if write_archive:
         archive.write_issue(plan, sender.renderer, settings, schedule)
     return SendReport(
@@ -434,6 +497,9 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         articles=len(plan.articles), sent_now=sent_now, already_sent=before["sent"], skipped_empty=skipped_empty,
         suppressed=after["suppressed"], failed=after["failed"], unknown=after["unknown"],
         possible_duplicates=after["possible_duplicate"], recovered=recovered, complete=complete, counts=after,
+        waiting=after["pending"], elsewhere=after["in_flight"], reasons=why,
+        halted=str(halt) if halt is not None else None,
+        setup_error=isinstance(halt, DeliverySetupError),
     )
 
 

@@ -5,6 +5,7 @@ Nothing here writes files or imports feedgen; writer.py and jsonfeed.py turn the
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -14,8 +15,10 @@ from markupsafe import Markup
 
 from pipeline.content.model import Article, Library
 
-# The tag-URI date is part of every id: never change it, or every reader sees every item as new.
-ID_YEAR = "2026"
+# Feed and item ids are urn:uuid: names made from the slug under the installation's own namespace, kept with its
+# database (store/site_keys.py): never from the site's address, so a new PIPELINE_SITE_URL (or the loopback
+# default) changes no id. Builds without a database (tests, benchmarks) use this fixed one.
+DEFAULT_ID_NAMESPACE = uuid.UUID("6c1f3b0e-3f4a-5b8e-9a57-2f6d0c4e8b21")
 # Feed-level "updated" of a feed with no items: fixed, so an empty feed's bytes never change.
 EMPTY_FEED_UPDATED = datetime(2026, 1, 1, tzinfo=UTC)
 ALL = "all"
@@ -30,10 +33,11 @@ FORMATS = {
 class Site:
     url: str  # no trailing slash
     title: str
+    id_namespace: uuid.UUID = DEFAULT_ID_NAMESPACE
 
     @classmethod
-    def make(cls, site_url: str, title: str) -> Site:
-        return cls(url=site_url.rstrip("/"), title=title)
+    def make(cls, site_url: str, title: str, id_namespace: uuid.UUID | None = None) -> Site:
+        return cls(url=site_url.rstrip("/"), title=title, id_namespace=id_namespace or DEFAULT_ID_NAMESPACE)
 
     @property
     def host(self) -> str:
@@ -46,11 +50,12 @@ class Site:
         return f"{self.url}/feeds/{name}.{FORMATS[fmt][0]}"
 
     def article_id(self, slug: str) -> str:
-        """Stable id: depends on the slug only, so an edited title is an update, not a new item."""
-        return f"tag:{self.host},{ID_YEAR}:article:{slug}"
+        """Stable id: depends on the slug and the installation only, so an edited title is an update, not a new
+        item, and a new site address changes nothing."""
+        return f"urn:uuid:{uuid.uuid5(self.id_namespace, f'article:{slug}')}"
 
     def feed_id(self, name: str) -> str:
-        return f"tag:{self.host},{ID_YEAR}:feed:{name}"
+        return f"urn:uuid:{uuid.uuid5(self.id_namespace, f'feed:{name}')}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +101,10 @@ class FeedSpec:
 
     def link(self, fmt: str) -> FeedLink:
         return next(link for link in self.links if link.fmt == fmt)
+
+    def title_in(self, fmt: str) -> str:
+        """The title a reader lists: the format named, so the RSS, Atom and JSON versions can be told apart."""
+        return f"{self.title} ({FORMATS[fmt][2]})"
 
 
 def utc(when: datetime) -> datetime:

@@ -36,7 +36,7 @@ def _item(e: Entry) -> dict:
 def feed_dict(spec: FeedSpec) -> dict:
     return {
         "version": VERSION,
-        "title": spec.title,
+        "title": spec.title_in("json"),
         "description": spec.description,
         "home_page_url": spec.home_url,
         "feed_url": spec.link("json").url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from pipeline.feeds.pages import Pages, environment
 from pipeline.fsio import write_atomic
 
 # Bump when the code changes its output, so the next build redoes everything.
-CODE_VERSION = "feeds-3"
+CODE_VERSION = "feeds-4"
 MANIFEST = ".build-manifest.json"
 MAX_FEED_ITEMS = 50
 LATEST_ON_INDEX = 30
@@ -85,21 +86,22 @@ def _listing(directory: Path) -> set[str]:
 
 def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: str, templates_dir: Path,
                site_title: str = "MBC Digest", max_feed_items: int | None = MAX_FEED_ITEMS,
-               workers: int | None = None) -> BuildReport:
+               workers: int | None = None, id_namespace: uuid.UUID | None = None) -> BuildReport:
     """Write every feed (site-wide and per topic, RSS, Atom and JSON Feed), the article pages and the index.
 
     Only articles live at ``at`` appear. Output depends on the inputs alone (never on the clock), so an
     unchanged library gives byte-identical files, and unchanged files are not rewritten.
     ``workers``: processes for rendering many pages (default: the CPU count, at most 8; 1 = in-process).
+    ``id_namespace``: the installation's namespace for feed and item ids (store.site_keys.feed_id_namespace).
     """
     public_dir = Path(public_dir)
     templates_dir = Path(templates_dir)
-    site = Site.make(site_url, site_title)
+    site = Site.make(site_url, site_title, id_namespace)
     live = library.live(at)
 
     css = (templates_dir / "web" / "static" / "site.css").read_bytes()
     topics_repr = "\x1f".join(f"{t.id}\x1d{t.title}\x1d{t.description}\x1d{t.sensitive}" for t in library.topics)
-    global_key = _h(CODE_VERSION, site.url, site.title, str(max_feed_items), topics_repr,
+    global_key = _h(CODE_VERSION, site.url, site.title, str(site.id_namespace), str(max_feed_items), topics_repr,
                     _templates_key(templates_dir / "web"))
     article_keys = {a.slug: _article_key(a) for a in live}
     fingerprint = _h(global_key, *(f"{slug}\x1d{key}" for slug, key in article_keys.items()))

@@ -46,7 +46,7 @@ def _generator(spec: FeedSpec, fmt: str, cache: EntryCache) -> FeedGenerator:
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
     fg.id(spec.id)
-    fg.title(spec.title)
+    fg.title(spec.title_in(fmt))
     fg.subtitle(spec.description)
     own = spec.link(fmt)
     fg.link(href=own.url, rel="self", type=own.media_type)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    JobEvent,
+    JobExecutionEvent,
+)
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 
 from pipeline.scheduling.schedule import Job, Schedule
@@ -17,6 +25,15 @@ from pipeline.scheduling.tasks import STOPPING
 
 log = logging.getLogger("pipeline.scheduling")
 TASK_REF = "pipeline.scheduling.tasks:run_task"
+# A digest issue left with recipients waiting (the relay stayed away) is tried again: soon at first, then less
+# often, while its job's misfire_grace lasts.
+RETRY_FIRST = timedelta(seconds=30)
+RETRY_MAX = timedelta(minutes=15)
+
+
+def retry_delay(retries: int, *, first: timedelta = RETRY_FIRST, cap: timedelta = RETRY_MAX) -> timedelta:
+    """The wait before retry number ``retries`` + 1 of one issue: first, doubling, at most cap."""
+    return min(cap, first * (2 ** min(retries, 30)))
 
 
 def trigger_for(job: Job) -> CronTrigger:
@@ -32,8 +49,54 @@ def _on_event(event: JobEvent) -> None:
         log.error("job %s crashed: %r", event.job_id, event.exception, extra={"action": "job_crashed", "job": event.job_id})
 
 
-def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF) -> BackgroundScheduler:
-    """A scheduler over a persistent job store in the pipeline's own database, with schedules.yaml applied."""
+class Retrier:
+    """Listens for digest runs that left recipients waiting, and schedules the same issue again."""
+
+    def __init__(self, scheduler: BackgroundScheduler, schedule: Schedule, *, task_ref: str, first: timedelta,
+                 cap: timedelta, clock: Callable[[], datetime]):
+        self.scheduler, self.schedule, self.task_ref = scheduler, schedule, task_ref
+        self.first, self.cap, self.clock = first, cap, clock
+        self.retries: dict[tuple[str, str], int] = {}  # (job id, fire time) -> retries scheduled so far
+        self.lock = threading.Lock()
+
+    def __call__(self, event: JobExecutionEvent) -> None:
+        left = getattr(event, "retval", None)
+        if not isinstance(left, dict) or not left.get("waiting"):
+            return
+        if STOPPING.is_set() or self.scheduler.state == STATE_STOPPED:
+            # Shutting down holds the job store lock while it waits for this thread: adding a job would deadlock.
+            # The next start resumes the issue (resume_unfinished).
+            return
+        job = next((j for j in self.schedule.jobs if j.id == left["job"]), None)
+        if job is None:
+            return
+        fire = datetime.fromisoformat(left["fire_at"])
+        key = (job.id, left["fire_at"])
+        with self.lock:
+            for old in [k for k in self.retries if k[0] == job.id and k != key]:
+                del self.retries[old]  # a newer issue of the job: the count starts again
+            n = self.retries.get(key, 0)
+            self.retries[key] = n + 1
+        when = self.clock() + retry_delay(n, first=self.first, cap=self.cap)
+        if when - fire > job.misfire_grace:
+            log.warning("the %s issue of %s still has %d recipients waiting and is past its %s grace; not retried. "
+                        "To finish it, run: pipeline digest send %s --at %s", job.digest, fire.isoformat(),
+                        left["waiting"], job.misfire_grace, job.digest, fire.isoformat(),
+                        extra={"action": "digest_left_unfinished", "job": job.id})
+            return
+        self.scheduler.add_job(self.task_ref, trigger="date", run_date=when, id=f"{job.id}:retry",
+                               name=f"{job.id} (retry)", args=[job.id, fire.isoformat()], jobstore="once",
+                               replace_existing=True, misfire_grace_time=int(job.misfire_grace.total_seconds()))
+        log.info("the %s issue of %s has %d recipients waiting; trying again at %s", job.digest, fire.isoformat(),
+                 left["waiting"], when.isoformat(), extra={"action": "digest_retry_scheduled", "job": job.id})
+
+
+def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF, retry_first: timedelta = RETRY_FIRST,
+                   retry_max: timedelta = RETRY_MAX,
+                   clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> BackgroundScheduler:
+    """A scheduler over a persistent job store in the pipeline's own database, with schedules.yaml applied. A
+    digest run that leaves recipients waiting is retried (``retry_first``, doubling up to ``retry_max``) while
+    within its job's misfire_grace."""
     scheduler = BackgroundScheduler(
         # "once": runs decided at start-up (resume_unfinished), decided afresh at every start, so never stored.
         jobstores={"default": SQLAlchemyJobStore(engine=engine), "once": MemoryJobStore()},
@@ -41,6 +104,8 @@ def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF) -> B
         timezone=schedule.timezone,
     )
     scheduler.add_listener(_on_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+    scheduler.add_listener(Retrier(scheduler, schedule, task_ref=task_ref, first=retry_first, cap=retry_max,
+                                   clock=clock), EVENT_JOB_EXECUTED)
     scheduler.start(paused=True)
     wanted = {job.id for job in schedule.jobs}
     for stale in scheduler.get_jobs():

@@ -304,5 +304,13 @@ curation_actions = Table(
 Index("ix_curation_actions_at", curation_actions.c.at)
 # --- end curation inbox ------------------------------------------------------------------------------------------
 
+# Values an installation makes once and keeps for ever, whatever its settings become (store/site_keys.py).
+site_keys = Table(
+    "site_keys", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", UTC_DT, nullable=False),
+)
+
 # APScheduler's own job table lives in the same database but belongs to APScheduler.
 FOREIGN_TABLES = {"apscheduler_jobs", "alembic_version"}

@@ -127,12 +127,12 @@ def test_a_watched_item_goes_from_the_inbox_to_feeds_and_the_next_digest(project
     for name in ("all.rss.xml", "all.atom.xml", "treatment-progress.rss.xml", "treatment-progress.atom.xml"):
         parsed = feedparser.parse(io_bytes(feeds / name))
         assert parsed.bozo == 0, name
-        (entry,) = [e for e in parsed.entries if e.id.endswith(":article:new-option-for-mbc")]
+        (entry,) = [e for e in parsed.entries if e.link.endswith("/articles/new-option-for-mbc.html")]
         assert entry.link == OUR_PAGE and entry.title == "A new treatment choice for some people with MBC"
         content = entry.content[0].value
         assert "From the Example Agency." in content and f'href="{ORIGINAL}"' in content.replace("&amp;", "&"), content
     data = json.loads((feeds / "all.json").read_text(encoding="utf-8"))
-    (item,) = [i for i in data["items"] if i["id"].endswith(":article:new-option-for-mbc")]
+    (item,) = [i for i in data["items"] if i["url"].endswith("/articles/new-option-for-mbc.html")]
     assert item["url"] == OUR_PAGE and item["external_url"] == ORIGINAL
     page = (project / "public" / "articles" / "new-option-for-mbc.html").read_text(encoding="utf-8")
     assert "From the Example Agency." in page

@@ -15,6 +15,7 @@ import pytest
 from pipeline.content.loader import load_library
 from pipeline.content.model import Library
 from pipeline.feeds import build_site
+from pipeline.feeds.items import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "content"
@@ -49,9 +50,12 @@ def site(library, tmp_path_factory) -> Path:
     return public
 
 
+_SLUG_BY_ID = {Site.make(SITE, "MBC Digest").article_id(p.stem): p.stem for p in FIXTURE.glob("*.md")}
+
+
 def slug_of(entry_id: str) -> str:
-    assert entry_id.startswith("tag:digest.example.org,2026:article:"), entry_id
-    return entry_id.rsplit(":", 1)[1]
+    assert entry_id.startswith("urn:uuid:"), entry_id
+    return _SLUG_BY_ID[entry_id]
 
 
 def expected_slugs(library: Library, name: str) -> list[str]:
@@ -76,7 +80,7 @@ def test_xml_feeds_parse_cleanly_with_exactly_the_live_articles_newest_first(sit
     assert self_links == [f"{SITE}/feeds/{name}.{ext}"]
     assert parsed.feed.language == "en"
     expected_title = "MBC Digest" if name == "all" else f"MBC Digest: {library.topic(name).title}"
-    assert parsed.feed.title == expected_title
+    assert parsed.feed.title == expected_title + (" (RSS)" if ext == "rss.xml" else " (Atom)")
     if name != "all":
         assert parsed.feed.subtitle == library.topic(name).description
 
@@ -84,7 +88,7 @@ def test_xml_feeds_parse_cleanly_with_exactly_the_live_articles_newest_first(sit
 @pytest.mark.parametrize("ext", ["rss.xml", "atom.xml"])
 def test_entries_carry_link_summary_categories_dates_and_review(site, library, ext):
     parsed = feedparser.parse((site / "feeds" / f"all.{ext}").read_bytes())
-    entry = next(e for e in parsed.entries if e.id.endswith(":palliative-care-is-not-giving-up"))
+    entry = next(e for e in parsed.entries if slug_of(e.id) == "palliative-care-is-not-giving-up")
     article = next(a for a in library.articles if a.slug == "palliative-care-is-not-giving-up")
     assert entry.link == f"{SITE}/articles/palliative-care-is-not-giving-up.html"
     assert entry.title == article.title
@@ -104,12 +108,12 @@ def test_entries_carry_link_summary_categories_dates_and_review(site, library, e
 
 def test_external_link_is_mentioned_but_the_item_links_our_page(site):
     parsed = feedparser.parse((site / "feeds" / "all.atom.xml").read_bytes())
-    entry = next(e for e in parsed.entries if e.id.endswith(":managing-fatigue"))
+    entry = next(e for e in parsed.entries if slug_of(e.id) == "managing-fatigue")
     assert entry.link == f"{SITE}/articles/managing-fatigue.html"
     assert "https://example.com/fatigue-guide" in entry.content[0].value
     assert [link.href for link in entry.links] == [f"{SITE}/articles/managing-fatigue.html"]
     item = next(i for i in json.loads((site / "feeds" / "all.json").read_text())["items"]
-                if i["id"].endswith(":managing-fatigue"))
+                if slug_of(i["id"]) == "managing-fatigue")
     assert item["external_url"] == "https://example.com/fatigue-guide"
     assert item["url"] == f"{SITE}/articles/managing-fatigue.html"
 
@@ -244,7 +248,7 @@ def test_retracted_article_leaves_feeds_and_its_page_becomes_a_withdrawn_notice(
         for ext in ("rss.xml", "atom.xml"):
             parsed = feedparser.parse((tmp_path / "feeds" / f"{name}.{ext}").read_bytes())
             assert parsed.bozo == 0
-            assert all(not e.id.endswith(":finding-a-clinical-trial") for e in parsed.entries)
+            assert all(not slug_of(e.id) == "finding-a-clinical-trial" for e in parsed.entries)
         assert "finding-a-clinical-trial" not in (tmp_path / "feeds" / f"{name}.json").read_text()
     text = page.read_text()
     assert "This article has been withdrawn" in text and "How to find a clinical trial" not in text
@@ -291,10 +295,10 @@ def test_hostile_title_and_body_stay_well_formed_and_inert(library, tmp_path):
             assert b"<script" not in raw and b"Care &amp; &lt;script&gt;alert" in raw
             parsed = feedparser.parse(raw)
             assert parsed.bozo == 0, parsed.get("bozo_exception")
-            entry = next(e for e in parsed.entries if e.id.endswith(":managing-fatigue"))
+            entry = next(e for e in parsed.entries if slug_of(e.id) == "managing-fatigue")
             assert "<script" not in entry.content[0].value and "onerror" not in entry.content[0].value
         item = next(i for i in json.loads((tmp_path / "feeds" / f"{name}.json").read_text())["items"]
-                    if i["id"].endswith(":managing-fatigue"))
+                    if slug_of(i["id"]) == "managing-fatigue")
         assert item["title"] == 'Care & <script>alert("t")</script> "tips" ]]>'
         assert "<script" not in item["content_html"] and "onclick" not in item["content_html"]
         assert "Dr. &lt;b&gt;Bold&lt;/b&gt; &amp; Co" in item["content_html"]

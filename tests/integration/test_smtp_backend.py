@@ -7,7 +7,7 @@ from email.message import EmailMessage
 import pytest
 
 from pipeline.delivery.smtp import SmtpBackend, parse_smtp_url
-from pipeline.errors import ConfigError, DeliveryError
+from pipeline.errors import ConfigError, DeliverySetupError, RelayUnavailable
 from tests.support import smtp_server
 from tests.support.factories import issue, recipient, variant
 
@@ -99,10 +99,12 @@ def test_smtps(handler, tmp_path):
         controller.stop()
 
 
-def test_unreachable_server_is_a_clear_error():
-    b = SmtpBackend(f"smtp://127.0.0.1:{smtp_server.free_port()}", timeout=2)
-    with pytest.raises(DeliveryError, match="cannot connect"):
+def test_an_unreachable_relay_is_waited_for_then_leaves_the_batch_waiting():
+    port = smtp_server.free_port()
+    b = SmtpBackend(f"smtp://127.0.0.1:{port}", timeout=2, patience=1.0)
+    with pytest.raises(RelayUnavailable, match=f"the relay at 127.0.0.1:{port} has not answered for 1 second") as info:
         b.send_batch(issue(), variant(), [recipient(1)])
+    assert info.value.outcomes == () and "ConnectionRefusedError" in str(info.value)
 
 
 def test_transactional_message(plain, handler):
@@ -116,3 +118,39 @@ def test_transactional_message(plain, handler):
     b.send_message(msg)
     b.close()
     assert handler.saved[0][0] == ["ann@example.net"]
+
+
+def test_a_refused_recipient_fails_with_the_servers_words_and_no_address(plain, handler):
+    handler.refusal = "550 5.1.1 <reader3@example.org>: Recipient address rejected: User unknown"
+    b = SmtpBackend(f"smtp://127.0.0.1:{plain.port}")
+    outcomes = {o.subscriber_id: o for o in b.send_batch(issue(), variant(), [recipient(i) for i in (2, 3, 4)])}
+    b.close()
+    assert (outcomes[3].state, outcomes[3].reason, outcomes[3].provider_status) == (
+        "failed", "550 5.1.1 <address>: Recipient address rejected: User unknown", "550")
+    assert [outcomes[i].state for i in (2, 4)] == ["sent", "sent"]
+
+
+def test_a_relay_that_will_not_relay_is_a_setting_to_fix_not_a_recipients_failure(plain, handler):
+    handler.refuse = frozenset({"reader1@example.org", "reader2@example.org"})
+    handler.refusal = "554 5.7.1 <reader1@example.org>: Relay access denied"
+    b = SmtpBackend(f"smtp://127.0.0.1:{plain.port}")
+    with pytest.raises(DeliverySetupError, match="PIPELINE_SMTP_URL: the relay at .* will not relay for us") as info:
+        b.send_batch(issue(), variant(), [recipient(i) for i in (1, 2)])
+    b.close()
+    assert info.value.outcomes == () and "@" not in str(info.value)
+
+
+def test_a_4xx_answer_is_retried_within_the_patience(plain, handler):
+    handler.refuse = frozenset({"reader2@example.org"})
+    handler.refusal = "451 4.3.0 try again later"
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        if len(slept) == 2:
+            handler.refuse = frozenset()  # the relay recovers
+    b = SmtpBackend(f"smtp://127.0.0.1:{plain.port}", sleep=sleep)
+    outcomes = b.send_batch(issue(), variant(), [recipient(i) for i in (1, 2, 4)])
+    b.close()
+    assert [o.state for o in outcomes] == ["sent"] * 3 and slept == [0.5, 1.0]
+    assert sorted(rcpts[0] for rcpts, _ in handler.saved) == [f"reader{i}@example.org" for i in (1, 2, 4)]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.content.model import Article, Library, Source, Topic
@@ -22,7 +23,12 @@ def test_site_url_is_normalised_and_ids_depend_on_the_slug_only():
     assert SITE.url == "https://digest.example.org"
     assert SITE.article_url("x") == "https://digest.example.org/articles/x.html"
     assert SITE.feed_url("all", "atom") == "https://digest.example.org/feeds/all.atom.xml"
-    assert SITE.article_id("x") == "tag:digest.example.org,2026:article:x"
+    assert SITE.article_id("x") == f"urn:uuid:{uuid.uuid5(SITE.id_namespace, 'article:x')}"
+    # The site's address is no part of an id; the installation's namespace is.
+    assert Site.make("http://127.0.0.1:8000", "Other").article_id("x") == SITE.article_id("x")
+    other = uuid.uuid4()
+    assert Site.make("https://digest.example.org", "MBC Digest", other).article_id("x") != SITE.article_id("x")
+    assert SITE.feed_id("all") != SITE.article_id("all")
     one = feed_spec("all", [art("x", 5)], site=SITE, library=Library(topics=TOPICS, articles=()), render=str)
     two = feed_spec("all", [art("x", 5, title="Another title")], site=SITE,
                     library=Library(topics=TOPICS, articles=()), render=str)

@@ -55,9 +55,9 @@ def test_feed_date_is_the_newest_item_not_the_clock():
 
 
 def test_empty_feed_is_valid():
-    for make in (writer.rss_bytes, writer.atom_bytes):
+    for make, fmt in ((writer.rss_bytes, "RSS"), (writer.atom_bytes, "Atom")):
         parsed = feedparser.parse(make(spec([])))
-        assert parsed.bozo == 0 and parsed.entries == [] and parsed.feed.title == "MBC Digest"
+        assert parsed.bozo == 0 and parsed.entries == [] and parsed.feed.title == f"MBC Digest ({fmt})"
     assert json.loads(jsonfeed.json_bytes(spec([])))["items"] == []
 
 

@@ -13,6 +13,15 @@ def test_defaults_are_the_embedded_ones(tmp_path):
     assert s.database_url == "sqlite:///var/pipeline.db"
     assert s.delivery == "file" and s.outbox == Path("var/outbox") and s.public_dir == Path("public")
     assert s.site_url == "http://127.0.0.1:8000"
+    assert s.relay_patience == 120 and s.smtp_ca_file is None
+
+
+def test_relay_settings(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    s = load_settings(environ={"PIPELINE_RELAY_PATIENCE": "5s", "PIPELINE_SMTP_CA_FILE": str(ca)}, dotenv=None,
+                      ensure_secret=False)
+    assert s.relay_patience == 5 and s.smtp_ca_file == ca
 
 
 def test_overrides_beat_environment_which_beats_dotenv(tmp_path):
@@ -33,6 +42,8 @@ def test_overrides_beat_environment_which_beats_dotenv(tmp_path):
     ({"PIPELINE_SITE_URL": "digest.example.org"}, "PIPELINE_SITE_URL"),
     ({"PIPELINE_DATABASE_URL": "mysql://x"}, "PIPELINE_DATABASE_URL"),
     ({"PIPELINE_SMTP_RATE": "fast"}, "PIPELINE_SMTP_RATE"),
+    ({"PIPELINE_RELAY_PATIENCE": "a while"}, "PIPELINE_RELAY_PATIENCE"),
+    ({"PIPELINE_SMTP_CA_FILE": "/nonexistent/private-ca.pem"}, "PIPELINE_SMTP_CA_FILE"),
 ])
 def test_bad_settings_name_the_variable(env, needle):
     with pytest.raises(ConfigError, match=needle):
