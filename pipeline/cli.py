@@ -156,7 +156,8 @@ def subscribers_import(file: Path, consented: bool) -> None:
     for p in report.problems:
         click.echo(str(p), err=True)
     errors = sum(p.severity == "error" for p in report.problems)
-    click.echo(f"imported {report.created} new, updated {report.updated}, rejected {errors} rows")
+    click.echo(f"imported {report.created} new, updated {report.updated}, rejected {errors} rows, "
+               f"{report.left_alone_line()}")
     if errors:
         sys.exit(1)
 
@@ -164,13 +165,14 @@ def subscribers_import(file: Path, consented: bool) -> None:
 @subscribers.command("export")
 @click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of standard output.")
 def subscribers_export(out: Path | None) -> None:
-    """Write all subscribers as CSV with the import columns."""
+    """Write all subscribers as CSV: the import columns, then status, consent and suppression. Cells a spreadsheet
+    would run as formulas start with an apostrophe (import takes it off)."""
     from pipeline.subscribers import repository
     from pipeline.subscribers.csvio import format_rows
 
     c = _ctx()
     with c.engine.connect() as conn:
-        lines = format_rows(repository.all_subscribers(conn))
+        lines = format_rows(repository.export_rows(conn))
         if out:
             with open(out, "w", encoding="utf-8", newline="") as fh:
                 fh.writelines(lines)

@@ -41,7 +41,7 @@ def _message(settings: Settings, *, to: str, subject: str, kind: str, template: 
 
 def confirmation(settings: Settings, sub: Subscriber, *, confirm_url: str, at: datetime) -> EmailMessage:
     return _message(settings, to=sub.email, subject="Please confirm your MBC Digest subscription", kind="confirm",
-                    template="confirm", at=at, values={"name": sub.name, "confirm_url": confirm_url})
+                    template="confirm", at=at, values={"confirm_url": confirm_url})
 
 
 def welcome(settings: Settings, sub: Subscriber, *, library: Library, preferences_url: str, unsubscribe_url: str,
@@ -57,3 +57,10 @@ def welcome(settings: Settings, sub: Subscriber, *, library: Library, preference
 def already_subscribed(settings: Settings, sub: Subscriber, *, preferences_url: str, at: datetime) -> EmailMessage:
     return _message(settings, to=sub.email, subject="You're already subscribed to MBC Digest", kind="already",
                     template="already", at=at, values={"name": sub.name, "preferences_url": preferences_url})
+
+
+def stop_all(settings: Settings, sub: Subscriber, *, stop_url: str, at: datetime) -> EmailMessage:
+    """The one email a "someone has died" report causes: a single button that stops all mail. Nothing in it comes
+    from the person who made the report."""
+    return _message(settings, to=sub.email, subject="About email from MBC Digest to this address", kind="stop",
+                    template="stop_all", at=at, values={"stop_url": stop_url})
