@@ -1,0 +1,153 @@
+"""Each attack from issue 11, tried as a hostile new user would: it changes nothing for the person it targets, and
+every page answers honestly. Status, page, database rows and the outbox are checked."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+
+import itsdangerous.timed
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from websupport import bodies, csrf_of
+
+from pipeline.store import tables
+
+PHISH = "your account is locked, visit http://evil.example/reset now"
+
+
+def test_a_stranger_cannot_rewrite_a_pending_sign_up(site):
+    site.signup("owner@example.org", topics=("clinical-trials", "palliative-care"), cadence="weekly", name="Olive")
+    [mine] = site.outbox()
+    site.clock.advance(minutes=61)  # past the hourly limit, so the stranger's request does send an email
+    r = site.signup("OWNER@EXAMPLE.ORG", topics=("hospice-end-of-life",), cadence="monthly", name=PHISH,
+                    timezone="Europe/Paris", ip="203.0.113.66")
+    assert r.status_code == 200
+    row = site.subscriber("owner@example.org")
+    assert (row.email, row.name, row.topics, row.cadence, row.timezone) == (
+        "owner@example.org", "Olive", "clinical-trials;palliative-care", "weekly", "America/Chicago")
+    strangers = site.outbox()[-1]
+    for msg in (mine, strangers):
+        plain, html = bodies(msg)
+        assert "evil.example" not in plain + html and "Olive" not in plain + html
+    # The owner's own link confirms the owner's choices, whatever came after.
+    confirm = site.link_in(mine, "/confirm/")
+    page = site.get(confirm)
+    assert "Clinical trials" in page.page and "Hospice" not in page.page and "one email a week" in page.page
+    assert site.form_post(confirm, confirm, {}).status_code == 200
+    row = site.subscriber("owner@example.org")
+    assert (row.status, row.topics, row.cadence, row.timezone, row.name) == (
+        "confirmed", "clinical-trials;palliative-care", "weekly", "America/Chicago", "Olive")
+    welcome = site.outbox()[-1]
+    assert welcome["Subject"] == "Welcome to MBC Digest" and PHISH not in "".join(bodies(welcome))
+    # The stranger's link, pressed later, changes nothing: the address is already confirmed.
+    stranger_link = site.link_in(strangers, "/confirm/")
+    assert "You're subscribed" in site.get(stranger_link).page
+    r = site.post(stranger_link, data={"csrf_token": csrf_of(site.get("/subscribe").text)})
+    assert r.status_code == 200
+    assert site.subscriber("owner@example.org").topics == "clinical-trials;palliative-care"
+
+
+def test_within_the_hour_a_second_sign_up_sends_nothing_and_keeps_nothing(site):
+    site.signup("pat@example.org", name="Pat")
+    r = site.signup("Pat@example.org", topics=("hospice-end-of-life",), name=PHISH, ip="203.0.113.66")
+    assert "We have sent" not in r.page and len(site.outbox()) == 1
+    with site.engine.connect() as conn:
+        assert len(conn.execute(select(tables.signup_requests)).all()) == 1
+
+
+def test_the_confirmation_email_carries_no_text_the_requester_typed(site):
+    site.signup("quinn@example.org", name=PHISH)
+    [msg] = site.outbox()
+    plain, html = bodies(msg)
+    assert "evil.example" not in plain and "evil.example" not in html and "locked" not in plain
+    assert "evil.example" not in str(msg["Subject"])
+
+
+def test_an_old_one_click_link_from_before_a_re_subscription_still_unsubscribes(site):
+    site.confirmed("rita@example.org")
+    row = site.subscriber("rita@example.org")
+    old = "/u/" + site.signer.sign("unsubscribe", row.id, row.token_version)
+    r = site.post(old, content=b"List-Unsubscribe=One-Click",
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and site.subscriber("rita@example.org").status == "unsubscribed"
+    site.clock.advance(hours=2)
+    site.confirmed("rita@example.org")
+    assert site.subscriber("rita@example.org").status == "confirmed"
+    r = site.post(old, content=b"List-Unsubscribe=One-Click",
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and "You're unsubscribed" in r.page and "We won't send you any more email" in r.page
+    assert site.subscriber("rita@example.org").status == "unsubscribed"
+    # Pressed once more, it says what is true now.
+    again = site.post(old, content=b"List-Unsubscribe=One-Click",
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "You were already unsubscribed" in again.page
+
+
+def test_one_click_for_deleted_data_says_there_is_no_subscription(site):
+    prefs = site.confirmed("sid@example.org")
+    row = site.subscriber("sid@example.org")
+    link = "/u/" + site.signer.sign("unsubscribe", row.id, row.token_version)
+    site.form_post(prefs + "/delete", prefs + "/delete", {})
+    r = site.post(link, content=b"List-Unsubscribe=One-Click",
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and "You're not subscribed" in r.page and "You're unsubscribed" not in r.page
+
+
+def test_an_expired_link_names_its_own_kind(site, monkeypatch):
+    site.confirmed("tess@example.org")
+    row = site.subscriber("tess@example.org")
+    real = itsdangerous.timed.time.time
+    with monkeypatch.context() as m:
+        m.setattr(itsdangerous.timed.time, "time", lambda: real() - 2 * 3600)
+        data = site.signer.sign("data", row.id, row.token_version)
+    m2 = monkeypatch.context()
+    with m2 as m:
+        m.setattr(itsdangerous.timed.time, "time", lambda: real() - 31 * 86400)
+        stop = site.signer.sign("stop", row.id, row.token_version)
+    r = site.get(f"/data/{data}")
+    assert r.status_code == 400 and "Links to download your data work for 1 hour" in r.page
+    assert "confirm a subscription" not in r.page
+    r = site.get(f"/stop/{stop}")
+    assert r.status_code == 400 and "Links to stop all email work for 30 days" in r.page
+    assert site.subscriber("tess@example.org").status == "confirmed"
+
+
+def test_a_name_with_control_characters_is_refused_with_a_reason(site):
+    r = site.signup("uli@example.org", name="Uli\x1b[31m")
+    assert r.status_code == 400 and "only letters, numbers, spaces and punctuation" in r.page
+    assert site.subscriber("uli@example.org") is None and site.outbox() == []
+
+
+_counter = itertools.count()
+printable = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=250)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=printable, cadence=st.sampled_from(["weekly", "monthly", "", "daily", "=1+1"]),
+       timezone=st.sampled_from(["UTC", "Europe/London", "Mars/Base", "", "../../etc/passwd"]),
+       topics=st.lists(st.sampled_from(["clinical-trials", "palliative-care", "hospice-end-of-life", "nope", ""]),
+                       max_size=4))
+def test_any_sign_up_fields_answer_honestly_and_never_put_typed_text_in_mail(site, name, cadence, timezone, topics):
+    site.clear_outbox()
+    address = f"h{next(_counter)}@example.org"
+    page = site.get("/subscribe")
+    r = site.post("/subscribe", data={"csrf_token": csrf_of(page.text), "email": address, "name": name,
+                                      "topics": topics, "cadence": cadence, "timezone": timezone})
+    assert r.status_code in (200, 400), r.status_code
+    sent = site.outbox()
+    assert ("We have sent an email to" in r.page) == bool(sent)
+    if r.status_code == 400:
+        assert not sent and site.subscriber(address) is None
+        return
+    [msg] = sent
+    plain, html = bodies(msg)
+    typed = name.strip()
+    # Only an entire word or more of the name could carry a message; single letters occur anyway.
+    if len(typed) >= 12 and not set(typed) <= set(string.ascii_letters + " "):
+        assert typed not in plain and typed not in html
+    assert re.search(r"/confirm/[A-Za-z0-9._-]+", plain)
+    row = site.subscriber(address)
+    assert row.status == "pending" and row.cadence in ("weekly", "monthly")
