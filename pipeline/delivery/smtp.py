@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pipeline.delivery.backend import IssueMeta, Outcome, Recipient, RenderedVariant
 from pipeline.delivery.memory import TemplateCache
+from pipeline.delivery.mime import AddressError, needs_smtputf8, wire_address
 from pipeline.errors import ConfigError, DeliveryError, DeliveryUnknown
 
 log = logging.getLogger("pipeline.delivery.smtp")
@@ -143,7 +144,18 @@ class SmtpBackend:
 
     def _transact(self, conn: smtplib.SMTP, sender: str, rcpt: str, data: bytes) -> Outcome | None:
         """One message. Returns None when accepted, a failed Outcome (without id) when refused."""
-        options = ["SMTPUTF8"] if not rcpt.isascii() and conn.has_extn("smtputf8") else []
+        try:
+            envelope_rcpt, envelope_sender = wire_address(rcpt), wire_address(sender)
+        except AddressError as exc:
+            return Outcome(subscriber_id=0, state="failed", reason=f"address cannot be sent: {exc}")
+        utf8 = needs_smtputf8(rcpt) or needs_smtputf8(sender)
+        if utf8 and not conn.has_extn("smtputf8"):
+            # Refused here with the reason: smtplib would otherwise fail to encode the command, or the relay garble it.
+            return Outcome(subscriber_id=0, state="failed",
+                           reason="the relay does not offer SMTPUTF8, which an address with letters such as é "
+                                  "before the @ needs")
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
+        rcpt, sender = envelope_rcpt, envelope_sender
         try:
             code, _ = conn.mail(sender, options)
             if code != 250:

@@ -151,3 +151,13 @@ def test_any_sign_up_fields_answer_honestly_and_never_put_typed_text_in_mail(sit
     assert re.search(r"/confirm/[A-Za-z0-9._-]+", plain)
     row = site.subscriber(address)
     assert row.status == "pending" and row.cadence in ("weekly", "monthly")
+
+
+def test_international_addresses_are_encoded_correctly_in_the_confirmation(site):
+    from pathlib import Path
+
+    for address in ("josé@example.com", "user@bücher.example"):
+        assert site.signup(address).status_code == 200
+    raw = [p.read_bytes() for p in sorted(Path(site.settings.outbox).glob("*.eml"))]
+    to_lines = sorted(next(line for line in data.splitlines() if line.startswith(b"To: ")) for data in raw)
+    assert to_lines == ["To: josé@example.com".encode(), b"To: user@xn--bcher-kva.example"]
