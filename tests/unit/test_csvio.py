@@ -8,7 +8,13 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.subscribers.csvio import FORMULA_STARTS, ExportRow, format_rows, has_control_characters, parse_rows
+from pipeline.subscribers.csvio import (
+    FORMULA_STARTS,
+    ExportRow,
+    format_rows,
+    has_control_characters,
+    parse_rows,
+)
 
 TOPICS = frozenset({"clinical-trials", "palliative-care"})
 names = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
