@@ -85,7 +85,13 @@ class SendReport:
                        f"{self.suppressed}; failed: {self.failed}; unknown: {self.unknown}.")
             if self.possible_duplicates:
                 out.append(f"Possible duplicates (in flight during a crash, sent again): {self.possible_duplicates}.")
-            out.append("The issue is complete." if self.complete else "The issue is not complete yet; run again to finish it.")
+            if self.complete:
+                out.append("The issue is complete.")
+            elif not (self.counts.get("pending", 0) + self.counts.get("in_flight", 0)):
+                out.append(f"The issue stays open: its period ends at {self.period_end.isoformat()}, and only a run "
+                           "after then completes it.")
+            else:
+                out.append("The issue is not complete yet; run again to finish it.")
         return out
 
 
