@@ -103,9 +103,10 @@ def run_forever(ctx, *, host: str, port: int) -> None:
     from pipeline.scheduling.lock import single_scheduler
     from pipeline.web.server import serve
 
-    report = jobs.build_feeds(ctx, at=datetime.now(UTC))
-    log.info("feeds: %s", report.summary(), extra={"action": "feeds_built"})
+    # The lock first: a second `pipeline run` refuses at once, without rebuilding every feed.
     with single_scheduler(ctx.engine, ctx.settings.var_dir):
+        report = jobs.build_feeds(ctx, at=datetime.now(UTC))
+        log.info("feeds: %s", report.summary(), extra={"action": "feeds_built"})
         scheduler = make_scheduler(ctx.engine, ctx.schedule)
         resume_unfinished(scheduler, ctx.engine, ctx.schedule, now=datetime.now(UTC))
         scheduler.resume()

@@ -161,3 +161,60 @@ def test_international_addresses_are_encoded_correctly_in_the_confirmation(site)
     raw = [p.read_bytes() for p in sorted(Path(site.settings.outbox).glob("*.eml"))]
     to_lines = sorted(next(line for line in data.splitlines() if line.startswith(b"To: ")) for data in raw)
     assert to_lines == ["To: josé@example.com".encode(), b"To: user@xn--bcher-kva.example"]
+
+
+def test_a_doubled_slash_never_redirects_to_another_host(site):
+    (site.settings.public_dir / "feeds").mkdir(parents=True)
+    (site.settings.public_dir / "feeds" / "index.html").write_text("<!doctype html><title>feeds</title>")
+    for path in ("//feeds", "///feeds", "/\\feeds", "/feeds"):
+        r = site.get("http://testserver" + path, follow_redirects=False)
+        if r.status_code == 404:
+            continue
+        assert r.status_code == 308, (path, r.status_code)
+        assert r.headers["location"] == "/feeds/", (path, r.headers["location"])
+
+
+def test_the_welcome_email_links_the_digest_archive(site):
+    archive = site.settings.public_dir / "digests"
+    archive.mkdir(parents=True)
+    (archive / "index.html").write_text("<!doctype html><title>Past issues</title>")
+    site.confirmed("wren@example.org")
+    plain, html = bodies(site.outbox()[-1])
+    assert "Read the latest issue: http://testserver/digests/" in plain
+    assert 'href="http://testserver/digests/"' in html
+
+
+def test_the_home_page_links_the_digest_archive_once_there_is_one(tmp_path, digest_library):
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from pipeline.feeds import build_site
+
+    root = Path(__file__).resolve().parents[2]
+    public = tmp_path / "public"
+    kw = {"at": datetime(2026, 11, 30, tzinfo=UTC), "public_dir": public, "site_url": "https://digest.example.org",
+          "templates_dir": root / "templates", "workers": 1}
+    build_site(digest_library, **kw)
+    assert 'href="digests/"' not in (public / "index.html").read_text()
+    (public / "digests").mkdir()
+    (public / "digests" / "index.html").write_text("<!doctype html><title>Past issues</title>")
+    build_site(digest_library, **kw)
+    assert 'href="digests/"' in (public / "index.html").read_text()
+
+
+def test_a_temporary_file_left_by_a_crash_does_not_stay_in_the_outbox(site):
+    import os
+    import time
+    from pathlib import Path
+
+    outbox = Path(site.settings.outbox)
+    outbox.mkdir(parents=True, exist_ok=True)
+    stale, fresh = outbox / ".confirm.abc.eml.x1y2.tmp", outbox / ".confirm.def.eml.z3.tmp"
+    stale.write_bytes(b"half a message")
+    fresh.write_bytes(b"being written now")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert site.signup("xavi@example.org").status_code == 200
+    assert not stale.exists(), "a crash's temporary file stayed in the outbox"
+    assert fresh.exists(), "a file another process is writing now was removed"
+    assert len(site.outbox()) == 1
