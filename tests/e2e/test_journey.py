@@ -137,6 +137,19 @@ def test_subscribe_confirm_digest_preferences_and_one_click_unsubscribe(server, 
     check_page(page, "unsubscribe")
     assert subscriber(server, address).status == "confirmed", "opening the unsubscribe page must not unsubscribe"
 
+    # A family member reports a death: nothing stops until the inbox's own button is pressed.
+    page.goto(server.url + "/someone-has-died")
+    page.get_by_label("Their email address").fill(address)
+    page.get_by_role("button", name="Send the email that stops all email").click()
+    page.get_by_role("heading", name="We've sent one email to that address").wait_for()
+    check_page(page, "someone has died: sent")
+    assert subscriber(server, address).status == "confirmed"
+    stop = next(m for m in wait_for_mail(server.outbox, 4) if m["X-Pipeline-Kind"] == "stop")
+    page.goto(link(stop, server, "/stop/"))
+    page.get_by_role("heading", name="Stop all email to this address?").wait_for()
+    check_page(page, "stop all email")
+    assert subscriber(server, address).status == "confirmed", "opening the stop link must not stop anything"
+
     # 7. Leave with exactly the POST a mail provider sends to the List-Unsubscribe URL.
     one_click = re.search(r"<(https?://[^>]+)>", digest["List-Unsubscribe"]).group(1)
     assert one_click.startswith(server.url + "/u/")
