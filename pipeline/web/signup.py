@@ -147,7 +147,13 @@ async def confirm(web: Web, request: Request) -> Response:
         return page
     outcome = await web.db(lifecycle.confirm, claims, at=web.now())
     log.info("confirmation handled", extra={"action": "confirm", "result": outcome.result})
-    if outcome.result in ("missing", "suppressed"):
+    if outcome.result == "suppressed":
+        return web.message(request, "We can't send email to this address",
+                           ["Earlier email to it was returned as undeliverable or reported as unwanted, so all email "
+                            "to it is stopped, and this sign-up cannot be confirmed. Nothing has been changed.",
+                            f"If you would like the digest at this address, please write to us at "
+                            f"{web.settings.sender}."], [("/subscribe", "Go to the sign-up page")])
+    if outcome.result == "missing":
         return _signup_gone(web, request)
     sub = outcome.subscriber
     links = web.links_for(sub)

@@ -218,3 +218,20 @@ def test_a_temporary_file_left_by_a_crash_does_not_stay_in_the_outbox(site):
     assert not stale.exists(), "a crash's temporary file stayed in the outbox"
     assert fresh.exists(), "a file another process is writing now was removed"
     assert len(site.outbox()) == 1
+
+
+def test_confirming_after_a_bounce_says_why_nothing_happened(site):
+    from websupport import T0
+
+    from pipeline.subscribers import repository
+
+    site.signup("yara@example.org")
+    confirm = site.link_in(site.outbox()[-1], "/confirm/")
+    with site.engine.begin() as conn:
+        repository.suppress(conn, email="yara@example.org", reason="bounce", at=T0, source="sendgrid")
+    r = site.form_post(confirm, confirm, {})
+    assert r.status_code == 200 and "We can't send email to this address" in r.page
+    assert "removed after 7 days" not in r.page
+    assert site.subscriber("yara@example.org").status == "pending"
+    assert site.suppression("yara@example.org").reason == "bounce"
+    assert len(site.outbox()) == 1
