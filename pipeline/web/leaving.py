@@ -31,7 +31,8 @@ async def unsubscribe_page(web: Web, request: Request) -> Response:
     return web.render(request, "unsubscribe.html.j2", {
         "token": token, "pause_weeks": PAUSE_WEEKS,
         "gets_sensitive": bool(_sensitive(web) & set(sub.topics)),
-        "preferences_url": web.links_for(sub)["preferences_url"]})
+        # A link from before a re-subscription may still stop mail, but it opens no preferences.
+        "preferences_url": web.links_for(sub)["preferences_url"] if claims.version == sub.token_version else ""})
 
 
 async def unsubscribe(web: Web, request: Request) -> Response:

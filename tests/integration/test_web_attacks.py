@@ -80,6 +80,13 @@ def test_an_old_one_click_link_from_before_a_re_subscription_still_unsubscribes(
                   headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200 and "You're unsubscribed" in r.page and "We won't send you any more email" in r.page
     assert site.subscriber("rita@example.org").status == "unsubscribed"
+    # Opened in a browser, the old link offers to stop mail but opens no preferences.
+    site.clock.advance(hours=2)
+    site.confirmed("rita@example.org")
+    page = site.get(old)
+    assert page.status_code == 200 and "Stop all email" in page.page and "/preferences/" not in page.text
+    site.form_post(old, old.replace("/u/", "/unsubscribe/"), {"action": "leave"})
+    assert site.subscriber("rita@example.org").status == "unsubscribed"
     # Pressed once more, it says what is true now.
     again = site.post(old, content=b"List-Unsubscribe=One-Click",
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
