@@ -19,6 +19,7 @@ from jinja2 import Environment
 from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -132,6 +133,8 @@ class Web:
                            "or the page was open a long time. Please reload the page and try again."),
             "content-type": (415, "This address only takes forms sent from our own page, and this request was sent "
                                   "in another format. Please use the form on the page."),
+            "malformed": (400, "The form arrived in a shape we cannot read (it may be broken, or have far too many "
+                               "fields). Please reload the page and use the form there."),
         }[cause]
         return self.message(request, "Please try that again", [says, "Nothing has been changed."],
                             [(back, "Go back to the page")], status=status)
@@ -157,7 +160,10 @@ class Web:
             return FormData(), ""  # a form with no fields at all: its CSRF check names what is missing
         if ctype not in FORM_TYPES:
             return None, "content-type"
-        return await request.form(max_files=0, max_fields=60), ""
+        try:
+            return await request.form(max_files=0, max_fields=60), ""
+        except HTTPException:  # Starlette's word for a multipart body it cannot parse, or too many fields
+            return None, "malformed"
 
     async def checked_form(self, request: Request, back: str) -> tuple[FormData | None, HTMLResponse | None]:
         """(form, None), or (None, the page naming why the form was refused, linking ``back``)."""

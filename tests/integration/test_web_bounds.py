@@ -102,6 +102,9 @@ def test_the_403_and_415_pages_name_the_real_cause(site):
     wrong_token = site.post("/subscribe", data={**data, "csrf_token": "x" * 64})
     assert wrong_token.status_code == 403 and "was not, or the page was open a long time" in wrong_token.page
     assert site.subscriber("ann@example.org") is None
+    broken = site.post("/subscribe", content=b"--zz\r\nnot a part\r\n--zz--",
+                       headers={"Content-Type": "multipart/form-data; boundary=zz"})
+    assert broken.status_code == 400 and "in a shape we cannot read" in broken.page
 
 
 SHAPES = [
