@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from pipeline.commands import AT_HELP, current
 from pipeline.context import Context, parse_at
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 from pipeline.settings import load_settings
 
 
@@ -205,7 +206,8 @@ def subscribers_import(file: Path, consented: bool) -> None:
     for p in report.problems:
         click.echo(str(p), err=True)
     errors = sum(p.severity == "error" for p in report.problems)
-    click.echo(f"imported {report.created} new, updated {report.updated}, rejected {errors} rows")
+    click.echo(f"imported {report.created} new, updated {report.updated}, rejected {errors} rows, "
+               f"{report.left_alone_line()}")
     if errors:
         sys.exit(1)
 
@@ -213,13 +215,14 @@ def subscribers_import(file: Path, consented: bool) -> None:
 @subscribers.command("export")
 @click.option("--out", type=click.Path(path_type=Path), help="Write to this file instead of standard output.")
 def subscribers_export(out: Path | None) -> None:
-    """Write all subscribers as CSV with the import columns."""
+    """Write all subscribers as CSV: the import columns, then status, consent and suppression. Cells a spreadsheet
+    would run as formulas start with an apostrophe (import takes it off)."""
     from pipeline.subscribers import repository
     from pipeline.subscribers.csvio import format_rows
 
     c = _ctx()
     with c.engine.connect() as conn:
-        lines = format_rows(repository.all_subscribers(conn))
+        lines = format_rows(repository.export_rows(conn))
         if out:
             with open(out, "w", encoding="utf-8", newline="") as fh:
                 fh.writelines(lines)
@@ -251,11 +254,17 @@ def digest_preview(name: str, at: str | None, topics: str | None, out: Path) -> 
 @click.argument("name")
 @click.option("--at", help=AT_HELP)
 @click.option("--dry-run", is_flag=True, help="Show the plan; send and store nothing.")
-def digest_send(name: str, at: str | None, dry_run: bool) -> None:
+@click.option("--force", is_flag=True,
+              help="Send even though --at is in the future (to test an issue early). The issue stays open until its "
+                   "period has ended.")
+def digest_send(name: str, at: str | None, dry_run: bool, force: bool) -> None:
     """Send the issue of NAME for the latest fire time at or before --at. Safe to re-run."""
-    from pipeline.jobs import send_digest
+    from pipeline.jobs import future_send_problem, send_digest
 
-    report = send_digest(_ctx(), name, at=parse_at(at), dry_run=dry_run)
+    when = parse_at(at)
+    if not dry_run and (problem := future_send_problem(name, at=when, now=datetime.now(UTC), force=force)):
+        raise InputError(problem)
+    report = send_digest(_ctx(), name, at=when, dry_run=dry_run)
     click.echo(report.summary())
     for line in report.problems:  # exit 1 unless every recipient is sent, dropped or failed for their own reason
         click.echo(line, err=True)

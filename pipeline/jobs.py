@@ -86,6 +86,17 @@ def build_feeds(ctx: Context, *, at: datetime) -> BuildReport:
         metrics.feed_build(finished_at=time.time(), seconds=time.monotonic() - started, ok=ok)
 
 
+def future_send_problem(name: str, *, at: datetime, now: datetime, force: bool) -> str | None:
+    """Why ``digest send NAME --at`` must not run now, or None. Sending a future issue early would mail it before
+    articles queued for later in its period are due, and those would then never be mailed."""
+    if at <= now or force:
+        return None
+    return (f"--at {at.isoformat()} is later than now ({now.isoformat(timespec='seconds')}): sending digest {name} "
+            "now would send that issue early, and articles queued for later in its period would never be mailed. "
+            "Leave it to the scheduler, or add --force to send it anyway for a test (the issue then stays open "
+            "until its period has ended).")
+
+
 def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False, progress: bool = True,
                 stop: threading.Event | None = None) -> Lines:
     """Send (or finish) the issue of ``name`` for ``at`` through PIPELINE_DELIVERY, with progress on stderr.

@@ -6,7 +6,9 @@ atomically, so a reader (or a test) never sees half a message.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +18,28 @@ from pipeline.errors import DeliveryError
 from pipeline.fsio import write_atomic
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+# A temporary file write_atomic makes is renamed within milliseconds; one this old was left by a crash.
+STALE_TMP_S = 600
+
+
+def sweep_stale_tmp(outbox: Path, *, older_than: float = STALE_TMP_S, now: float | None = None) -> int:
+    """Remove temporary files a crash left in the outbox (write_atomic's ``.<name>.*.tmp``). Returns how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        candidates = list(Path(outbox).glob(".*.tmp"))
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if now - path.stat().st_mtime > older_than:
+                os.unlink(path)
+                removed += 1
+        except FileNotFoundError:
+            pass  # another process swept it first
+        except OSError:
+            pass
+    return removed
 
 
 def eml_name(message_id: str) -> str:
@@ -34,6 +58,7 @@ class FileBackend:
     def __init__(self, outbox: Path):
         self.outbox = Path(outbox)
         self._cache = TemplateCache()
+        sweep_stale_tmp(self.outbox)
 
     def path_for(self, recipient: Recipient) -> Path:
         return self.outbox / eml_name(recipient.message_id)

@@ -366,11 +366,14 @@ def _with_markers(conn: Connection, issue_id: int, found: dict[str, int]) -> dic
 
 
 def close_issue(engine: Engine, issue_id: int, *, at: datetime) -> tuple[bool, dict[str, int]]:
-    """Stamp the issue complete once no row is pending or in flight. Returns whether it is complete, and the counts
+    """Stamp the issue complete once no row is pending or in flight and its period has ended by ``at`` (the real
+    time): an issue sent early on purpose (``digest send --at`` a future time ``--force``) stays open, so it is
+    never recorded as covering a period that had not ended. Returns whether it is complete, and the counts
     ``counts`` gives, from the same pass over the rows (at the end of a send, each pass reads every row)."""
     with engine.begin() as conn:
         found = _state_counts(conn, issue_id)
-        complete = not any(found[s] for s in OPEN_STATES)
+        period_end = conn.execute(select(t_iss.c.period_end).where(t_iss.c.id == issue_id)).scalar()
+        complete = not any(found[s] for s in OPEN_STATES) and (period_end is None or period_end <= at)
         if complete:
             conn.execute(update(t_iss).where(t_iss.c.id == issue_id, t_iss.c.completed_at.is_(None))
                          .values(completed_at=at))

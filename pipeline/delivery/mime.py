@@ -35,10 +35,39 @@ def header_line(name: str, value: str) -> bytes:
     return POLICY.header_factory(name, value).fold(policy=POLICY).encode("ascii")
 
 
+class AddressError(ValueError):
+    """An address that cannot be written into a message or an SMTP envelope."""
+
+
+def ascii_domain(domain: str) -> str:
+    """An internationalised domain as IDNA (punycode), the only form DNS and SMTP envelopes know."""
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise AddressError("its domain cannot be written in IDNA (punycode)") from None
+
+
+def wire_address(email: str) -> str:
+    """The address as headers and envelopes carry it: the domain in IDNA, the local part as it is. Never an
+    RFC 2047 encoded word, which no address may contain."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at or not local or not domain or any(c in email for c in "\r\n<>,\"") or email != email.strip():
+        raise AddressError("it is not a plain address (name@example.com)")
+    return f"{local}@{ascii_domain(domain)}"
+
+
+def needs_smtputf8(email: str) -> bool:
+    """A local part beyond ASCII (josé@…) can only travel with SMTPUTF8 (RFC 6531) and UTF-8 headers (RFC 6532)."""
+    return not email.rpartition("@")[0].isascii()
+
+
 def _to_line(email: str) -> bytes:
     if _SIMPLE_ADDRESS.fullmatch(email):
         return b"To: " + email.encode("ascii") + CRLF
-    return header_line("To", email)
+    # RFC 6532: the address itself, in UTF-8 where it must be; an SMTP relay gets it only with SMTPUTF8.
+    return b"To: " + wire_address(email).encode("utf-8") + CRLF
 
 
 def qp_value(value: str) -> bytes:

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pipeline.delivery.backend import IssueMeta, Outcome, Recipient, RenderedVariant
 from pipeline.delivery.memory import TemplateCache
+from pipeline.delivery.mime import AddressError, needs_smtputf8, wire_address
 from pipeline.delivery.patience import Patience
 from pipeline.errors import ConfigError, DeliveryError, DeliveryHalted, DeliverySetupError, DeliveryUnknown
 
@@ -191,8 +192,18 @@ class SmtpBackend:
         self._next_slot = max(self._next_slot, now) + 1.0 / self.rate
 
     def _transact(self, conn: smtplib.SMTP, sender: str, rcpt: str, data: bytes) -> str | None:
-        """One message. Returns None when accepted, the server's words when it refused this recipient for good."""
-        options = ["SMTPUTF8"] if not rcpt.isascii() and conn.has_extn("smtputf8") else []
+        """One message. Returns None when accepted, the reason when this recipient cannot be sent to (the server's
+        words when it refused them for good)."""
+        try:
+            envelope_rcpt, envelope_sender = wire_address(rcpt), wire_address(sender)
+        except AddressError as exc:
+            return f"address cannot be sent: {exc}"
+        utf8 = needs_smtputf8(rcpt) or needs_smtputf8(sender)
+        if utf8 and not conn.has_extn("smtputf8"):
+            # Refused here with the reason: smtplib would otherwise fail to encode the command, or the relay garble it.
+            return "the relay does not offer SMTPUTF8, which an address with letters such as é before the @ needs"
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if utf8 else []
+        rcpt, sender = envelope_rcpt, envelope_sender
         try:
             code, msg = conn.mail(sender, options)
             if code != 250:
@@ -273,8 +284,9 @@ class SmtpBackend:
                 continue
             self.patience.ok()
             if refused is not None:
+                code = refused.split(" ", 1)[0]
                 return Outcome(subscriber_id=r.subscriber_id, state="failed", reason=refused,
-                               provider_status=refused.split(" ", 1)[0])
+                               provider_status=code if code.isdigit() else None)
             return Outcome(subscriber_id=r.subscriber_id, state="sent", provider_status="250")
 
     def send_message(self, msg: EmailMessage) -> None:

@@ -113,9 +113,12 @@ class SendReport:
             out += reason_lines(self.reasons)
             if self.possible_duplicates:
                 out.append(f"Possible duplicates (in flight during a crash, sent again): {self.possible_duplicates}.")
-            if self.ok and not self.complete:
+            if self.ok and not self.complete and self.elsewhere:
                 out.append(f"This run is done; {self.elsewhere} are being sent by another sender right now "
                            "(`digest status` shows when the issue is complete).")
+            elif self.ok and not self.complete:
+                out.append(f"The issue stays open: its period ends at {self.period_end.isoformat()}, and only a run "
+                           "after then completes it.")
             elif self.ok:
                 out.append("The issue is complete.")
             elif self.complete:

@@ -77,10 +77,10 @@ class Pages:
     def withdrawn(self) -> str:
         return self._withdrawn.render(**self._common, root="../")
 
-    def index(self, latest: Sequence[Article], *, total: int) -> str:
+    def index(self, latest: Sequence[Article], *, total: int, archive: bool = False) -> str:
         topics = [{"id": t.id, "title": t.title, "description": t.description,
                    "feeds": feed_links(self.site, t.id)} for t in self.library.topics]
-        return self._index.render(**self._common, root="", latest=latest, topics=topics, total=total)
+        return self._index.render(**self._common, root="", latest=latest, topics=topics, total=total, archive=archive)
 
     def listing(self, live: Sequence[Article]) -> str:
         """Every live article by topic, so nothing is reachable only through feeds and emails."""

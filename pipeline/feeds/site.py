@@ -101,8 +101,10 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
 
     css = (templates_dir / "web" / "static" / "site.css").read_bytes()
     topics_repr = "\x1f".join(f"{t.id}\x1d{t.title}\x1d{t.description}\x1d{t.sensitive}" for t in library.topics)
+    # The home page links the digest archive once a digest has written it (public/digests/index.html).
+    has_archive = (public_dir / "digests" / "index.html").is_file()
     global_key = _h(CODE_VERSION, site.url, site.title, str(site.id_namespace), str(max_feed_items), topics_repr,
-                    _templates_key(templates_dir / "web"))
+                    _templates_key(templates_dir / "web"), f"archive={has_archive}")
     article_keys = {a.slug: _article_key(a) for a in live}
     fingerprint = _h(global_key, *(f"{slug}\x1d{key}" for slug, key in article_keys.items()))
 
@@ -173,7 +175,7 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
         put(feeds_dir / f"{name}.json", jsonfeed.json_bytes(spec), "feeds")
     written["unchanged"] += 3 * (len(feed_names) - len(feed_todo))
 
-    put(public_dir / "index.html", pages.index(live[:LATEST_ON_INDEX], total=len(live)), "pages")
+    put(public_dir / "index.html", pages.index(live[:LATEST_ON_INDEX], total=len(live), archive=has_archive), "pages")
     put(public_dir / "articles.html", pages.listing(live), "pages")
 
     manifest = {"code": CODE_VERSION, "fingerprint": fingerprint, "global": global_key,

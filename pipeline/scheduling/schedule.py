@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -44,15 +44,21 @@ class Job:
     def previous_fire(self, at: datetime) -> datetime:
         """The latest fire time at or before ``at``."""
         # cronsim's reverse iteration is strict, so start one minute past the floor of ``at``.
-        start = at.astimezone(self.tz).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        start = self._local(at).replace(second=0, microsecond=0) + timedelta(minutes=1)
         return next(CronSim(self.cron, start, reverse=True))
 
     def fire_before(self, fire: datetime) -> datetime:
         """The fire time strictly before ``fire``."""
-        return next(CronSim(self.cron, fire.astimezone(self.tz), reverse=True))
+        return next(CronSim(self.cron, self._local(fire), reverse=True))
 
     def next_fire(self, after: datetime) -> datetime:
-        return next(CronSim(self.cron, after.astimezone(self.tz)))
+        return next(CronSim(self.cron, self._local(after)))
+
+    def _local(self, at: datetime) -> datetime:
+        """``at`` as a real wall-clock time in the job's zone. Through UTC: ``astimezone`` to the zone a datetime
+        already has changes nothing, so a time in a DST gap (02:30 on the spring-forward night, which no clock
+        shows) would otherwise reach cron as a wall time that is not the instant it means."""
+        return at.astimezone(UTC).astimezone(self.tz)
 
     def dow_names_cron(self) -> str:
         """The cron with numeric days of the week as names, which every cron library reads the same way."""

@@ -88,6 +88,22 @@ suppressions = Table(
     Column("created_at", UTC_DT, nullable=False),
 )
 
+# One row per unconfirmed web sign-up: the choices it was made with. Its confirmation token names the row, so
+# confirming applies exactly what was chosen in that request, whatever later sign-ups for the address asked for.
+signup_requests = Table(
+    "signup_requests", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subscriber_id", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("topics", Text, nullable=False),
+    Column("cadence", String(20), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("created_at", UTC_DT, nullable=False),
+    # Ids are never reused, so a token for a request that is gone can never name a new one.
+    sqlite_autoincrement=True,
+)
+Index("ix_signup_requests_subscriber", signup_requests.c.subscriber_id)
+
 issues = Table(
     "issues", metadata,
     Column("id", Integer, primary_key=True),

@@ -15,23 +15,29 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
+from pipeline.store.tables import signup_requests as t_req
 from pipeline.store.tables import subscriber_changes as t_changes
 from pipeline.store.tables import subscribers as t_sub
 from pipeline.subscribers import repository
-from pipeline.subscribers.model import CADENCES, Subscriber, email_key, join_topics
+from pipeline.subscribers.model import CADENCES, Subscriber, email_key, join_topics, split_topics
 from pipeline.subscribers.tokens import TokenClaims
 
 CONFIRM_MAX_AGE = timedelta(days=7)
 CONFIRMATION_INTERVAL = timedelta(hours=1)
 PAUSE_WEEKS = (4, 8, 12)
 WEB_CONSENT_SOURCE = "web-double-opt-in"
+# Suppressions that a web form made. Confirming a new sign-up lifts them; nothing lifts a bounce's or a spam
+# report's but an operator (``suppressions remove``).
+WEB_SUPPRESSION_SOURCE = "web"
+LIFTABLE_SOURCES = frozenset({WEB_SUPPRESSION_SOURCE})
+STOP_MAX_AGE = timedelta(days=30)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SignupOutcome:
     """``send_confirmation`` is set when a confirmation email is due; otherwise nothing is sent.
 
-    The web page is the same in every case, so the outcome never reaches the visitor.
+    ``request_id`` names the sign-up request whose choices the confirmation link applies.
     """
 
     result: str  # created | updated | resent-too-soon | already-confirmed | suppressed | missing
@@ -39,6 +45,12 @@ class SignupOutcome:
     send_confirmation: bool = False
     # A confirmed subscriber who signs up again gets a note with their preferences link instead.
     send_reminder: bool = False
+    request_id: int | None = None
+
+    @property
+    def queued(self) -> bool:
+        """Whether an email is due: the page may say one was sent only then."""
+        return self.send_confirmation or self.send_reminder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,60 +63,111 @@ class ConfirmOutcome:
         return self.result == "confirmed"
 
 
+@dataclass(frozen=True, kw_only=True)
+class SignupRequest:
+    """What one sign-up asked for; its confirmation link applies exactly this."""
+
+    id: int
+    subscriber_id: int
+    name: str
+    topics: tuple[str, ...]
+    cadence: str
+    timezone: str
+
+
 def _row_id(conn: Connection, key: str):
     return conn.execute(select(t_sub.c.id, t_sub.c.status, t_sub.c.confirmation_sent_at)
                         .where(t_sub.c.email_key == key)).first()
 
 
+def _blocking_suppression(conn: Connection, email: str):
+    """The suppression that stops a sign-up, or None. A web form's can be lifted by the inbox's owner confirming."""
+    row = repository.suppression_of(conn, email)
+    if row is None or row.source in LIFTABLE_SOURCES:
+        return None
+    return row
+
+
+def _new_request(conn: Connection, subscriber_id: int, *, name: str, topics: tuple[str, ...], cadence: str,
+                 timezone: str, at: datetime) -> int:
+    return conn.execute(insert(t_req).values(
+        subscriber_id=subscriber_id, name=name.strip()[:200], topics=join_topics(topics), cadence=cadence,
+        timezone=timezone, created_at=at).returning(t_req.c.id)).scalar_one()
+
+
 def subscribe(conn: Connection, *, email: str, name: str, topics: tuple[str, ...], cadence: str, timezone: str,
               at: datetime) -> SignupOutcome:
-    """Record a web sign-up as pending and decide whether a confirmation email is due.
+    """Record a web sign-up request and decide whether a confirmation email is due.
 
-    - A suppressed address (bounced, complained, deceased …) is never written to nor mailed.
+    - An address suppressed by a bounce, a spam report or an operator is never written to nor mailed. One that a
+      web form suppressed gets a confirmation: confirming proves the inbox is in use, and lifts it.
     - A confirmed subscriber's choices are not changed by a stranger typing their address; they get a short
       "you're already subscribed" note with their preferences link, at most once per hour.
-    - A pending or unsubscribed one gets the new choices and a confirmation, at most once per hour.
+    - Nothing here changes a pending or unsubscribed subscriber's choices: each request keeps its own, and only its
+      own confirmation link applies them. At most one confirmation an hour per address; a request that gets none
+      is not kept, so it can never be confirmed.
     """
     if cadence not in CADENCES:
         raise ValueError(f"unknown cadence {cadence!r}")
-    if repository.is_suppressed(conn, email):
+    if _blocking_suppression(conn, email) is not None:
         return SignupOutcome(result="suppressed")
     key = email_key(email)
     row = _row_id(conn, key)
-    values = {"email": email.strip(), "name": name.strip()[:200], "topics": join_topics(topics), "cadence": cadence,
-              "timezone": timezone, "updated_at": at}
+    choices = {"name": name, "topics": topics, "cadence": cadence, "timezone": timezone}
     if row is None:
         # A random starting version: if SQLite ever reuses the id of a deleted row, old links cannot match it.
         new_id = conn.execute(insert(t_sub).values(
-            **values, email_key=key, status="pending", created_at=at, confirmation_sent_at=at,
+            email=email.strip(), email_key=key, name=name.strip()[:200], topics=join_topics(topics), cadence=cadence,
+            timezone=timezone, updated_at=at, status="pending", created_at=at, confirmation_sent_at=at,
             token_version=secrets.randbelow(2**31 - 1) + 1,
         ).returning(t_sub.c.id)).scalar_one()
-        return SignupOutcome(result="created", subscriber=repository.get(conn, new_id), send_confirmation=True)
+        request_id = _new_request(conn, new_id, at=at, **choices)
+        return SignupOutcome(result="created", subscriber=repository.get(conn, new_id), send_confirmation=True,
+                             request_id=request_id)
     due = row.confirmation_sent_at is None or at - row.confirmation_sent_at >= CONFIRMATION_INTERVAL
-    if row.status == "confirmed":
+    if row.status == "confirmed" and not repository.is_suppressed(conn, email):
         if due:
             conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(confirmation_sent_at=at))
         return SignupOutcome(result="already-confirmed", subscriber=repository.get(conn, row.id), send_reminder=due)
-    if due:
-        values["confirmation_sent_at"] = at
-    conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(**values))
-    return SignupOutcome(result="updated" if due else "resent-too-soon", subscriber=repository.get(conn, row.id),
-                         send_confirmation=due)
+    if not due:
+        return SignupOutcome(result="resent-too-soon", subscriber=repository.get(conn, row.id))
+    conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(confirmation_sent_at=at))
+    request_id = _new_request(conn, row.id, at=at, **choices)
+    return SignupOutcome(result="updated", subscriber=repository.get(conn, row.id), send_confirmation=True,
+                         request_id=request_id)
 
 
 def request_confirmation(conn: Connection, *, email: str, at: datetime) -> SignupOutcome:
-    """"Send it again": a new confirmation for a pending or unsubscribed address, within the hourly limit."""
-    if repository.is_suppressed(conn, email):
+    """"Send it again": the newest sign-up request's confirmation once more, within the hourly limit."""
+    if _blocking_suppression(conn, email) is not None:
         return SignupOutcome(result="suppressed")
     row = _row_id(conn, email_key(email))
     if row is None:
         return SignupOutcome(result="missing")
-    if row.status == "confirmed":
+    if row.status == "confirmed" and not repository.is_suppressed(conn, email):
         return SignupOutcome(result="already-confirmed")
     if row.confirmation_sent_at is not None and at - row.confirmation_sent_at < CONFIRMATION_INTERVAL:
         return SignupOutcome(result="resent-too-soon", subscriber=repository.get(conn, row.id))
+    request_id = conn.execute(select(t_req.c.id).where(t_req.c.subscriber_id == row.id)
+                              .order_by(t_req.c.id.desc()).limit(1)).scalar()
+    if request_id is None:
+        return SignupOutcome(result="missing")
     conn.execute(update(t_sub).where(t_sub.c.id == row.id).values(confirmation_sent_at=at))
-    return SignupOutcome(result="updated", subscriber=repository.get(conn, row.id), send_confirmation=True)
+    return SignupOutcome(result="updated", subscriber=repository.get(conn, row.id), send_confirmation=True,
+                         request_id=request_id)
+
+
+def signup_request(conn: Connection, claims: TokenClaims) -> tuple[SignupRequest | None, Subscriber | None]:
+    """The request a verified confirmation token names, and its subscriber; (None, None) when either is gone or
+    the subscriber has left or deleted their data since."""
+    row = conn.execute(select(t_req).where(t_req.c.id == claims.subscriber_id)).first()
+    if row is None:
+        return None, None
+    sub = repository.get(conn, row.subscriber_id)
+    if sub is None or sub.token_version != claims.version:
+        return None, None
+    return SignupRequest(id=row.id, subscriber_id=row.subscriber_id, name=row.name, topics=split_topics(row.topics),
+                         cadence=row.cadence, timezone=row.timezone), sub
 
 
 def current(conn: Connection, claims: TokenClaims) -> Subscriber | None:
@@ -115,18 +178,30 @@ def current(conn: Connection, claims: TokenClaims) -> Subscriber | None:
     return sub
 
 
+def subscriber_for(conn: Connection, claims: TokenClaims) -> Subscriber | None:
+    """The subscriber a verified unsubscribe or stop token names, whatever has happened since it was sent: such a
+    link can only reduce mail. Ids are never reused, so it cannot name anyone else."""
+    return repository.get(conn, claims.subscriber_id)
+
+
 def confirm(conn: Connection, claims: TokenClaims, *, at: datetime) -> ConfirmOutcome:
-    """Confirm consent: record when and how. Idempotent; a suppressed address is never confirmed."""
-    sub = current(conn, claims)
-    if sub is None:
+    """Confirm consent to the choices of the request the token names: record when and how. Idempotent.
+
+    A web form's suppression of the address is lifted (the owner of the inbox has just shown they want mail);
+    a bounce's, a spam report's or an operator's never is.
+    """
+    request, sub = signup_request(conn, claims)
+    if request is None:
         return ConfirmOutcome(result="missing")
-    if repository.is_suppressed(conn, sub.email):
+    if _blocking_suppression(conn, sub.email) is not None:
         return ConfirmOutcome(result="suppressed")
-    if sub.status == "confirmed":
+    if sub.status == "confirmed" and not repository.is_suppressed(conn, sub.email):
         return ConfirmOutcome(result="already-confirmed", subscriber=sub)
+    repository.unsuppress(conn, email=sub.email)
     conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(
         status="confirmed", consent_source=WEB_CONSENT_SOURCE, consent_at=at, unsubscribed_at=None,
-        paused_until=None, updated_at=at))
+        paused_until=None, updated_at=at, name=request.name, topics=join_topics(request.topics),
+        cadence=request.cadence, timezone=request.timezone))
     return ConfirmOutcome(result="confirmed", subscriber=repository.get(conn, sub.id))
 
 
@@ -141,6 +216,7 @@ def expire_unconfirmed(engine: Engine, at: datetime) -> int:
 
 def expire_unconfirmed_in(conn: Connection, at: datetime) -> int:
     cutoff = at - CONFIRM_MAX_AGE
+    conn.execute(delete(t_req).where(t_req.c.created_at < cutoff))
     return conn.execute(delete(t_sub).where(
         t_sub.c.status == "pending", t_sub.c.confirmation_sent_at.is_not(None),
         t_sub.c.confirmation_sent_at < cutoff)).rowcount
@@ -170,20 +246,22 @@ def resume(conn: Connection, sub: Subscriber, *, at: datetime) -> Subscriber:
     return repository.get(conn, sub.id)
 
 
-def unsubscribe(conn: Connection, claims: TokenClaims, *, at: datetime) -> bool:
-    """Leave all email. Old links stop working afterwards. Returns False if there was nobody (left) to remove.
+def unsubscribe(conn: Connection, claims: TokenClaims, *, at: datetime) -> str:
+    """Leave all email, through any unsubscribe link we ever sent (it can only reduce mail, so a link from before
+    a re-subscription still works). Other links stop working afterwards.
 
+    Returns "unsubscribed", "already" (nothing to do: not subscribed now) or "gone" (no such subscriber).
     Takes effect at once: the digest sender re-checks ``status`` before every batch.
     """
-    sub = current(conn, claims)
+    sub = repository.get(conn, claims.subscriber_id)
     if sub is None:
-        return False
+        return "gone"
     if sub.status == "unsubscribed":
-        return False
-    conn.execute(update(t_sub).where(t_sub.c.id == sub.id, t_sub.c.token_version == sub.token_version).values(
+        return "already"
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id).values(
         status="unsubscribed", unsubscribed_at=at, paused_until=None, updated_at=at,
         token_version=t_sub.c.token_version + 1))
-    return True
+    return "unsubscribed"
 
 
 def stop_sensitive_topics(conn: Connection, sub: Subscriber, *, sensitive: frozenset[str],
@@ -205,12 +283,29 @@ def stop_sensitive_topics(conn: Connection, sub: Subscriber, *, sensitive: froze
     return repository.get(conn, sub.id), True
 
 
-def report_deceased(conn: Connection, *, email: str, at: datetime) -> None:
-    """Stop all email to someone who has died: suppress the address and end any subscription. Sends nothing."""
-    repository.suppress(conn, email=email, reason="deceased", at=at, source="web", detail="reported by family or friend")
-    conn.execute(update(t_sub).where(t_sub.c.email_key == email_key(email), t_sub.c.status != "unsubscribed").values(
+def stop_request(conn: Connection, *, email: str) -> Subscriber | None:
+    """Someone says the person at ``email`` has died: the subscriber to write to once (their own inbox decides),
+    or None when there is nobody we still mail at that address. Changes nothing."""
+    sub = repository.get_by_email(conn, email)
+    if sub is None or sub.status == "unsubscribed" or repository.is_suppressed(conn, sub.email):
+        return None
+    return sub
+
+
+def stop_all(conn: Connection, claims: TokenClaims, *, at: datetime) -> bool:
+    """The button in the "someone has died" email: suppress the address and end any subscription.
+
+    Any link we sent still works (it can only reduce mail). Returns False if the subscriber is gone.
+    """
+    sub = repository.get(conn, claims.subscriber_id)
+    if sub is None:
+        return False
+    repository.suppress(conn, email=sub.email, reason="deceased", at=at, source=WEB_SUPPRESSION_SOURCE,
+                        detail="stopped from the address's own inbox")
+    conn.execute(update(t_sub).where(t_sub.c.id == sub.id, t_sub.c.status != "unsubscribed").values(
         status="unsubscribed", unsubscribed_at=at, paused_until=None, updated_at=at,
         token_version=t_sub.c.token_version + 1))
+    return True
 
 
 def export_data(conn: Connection, sub: Subscriber) -> dict:
@@ -237,6 +332,7 @@ def export_data(conn: Connection, sub: Subscriber) -> dict:
 def delete_data(conn: Connection, sub: Subscriber) -> None:
     """Delete the subscriber and their delivery records. Nothing is suppressed: they may come back."""
     conn.execute(delete(t_del).where(t_del.c.subscriber_id == sub.id))
+    conn.execute(delete(t_req).where(t_req.c.subscriber_id == sub.id))
     conn.execute(delete(t_sub).where(t_sub.c.id == sub.id))
     # With their ledger rows gone, no issue needs to know of their changes (the delete itself logged one).
     conn.execute(delete(t_changes).where(t_changes.c.subscriber_id == sub.id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import default
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from pipeline.content.model import Library
+from pipeline.delivery.mime import needs_smtputf8, wire_address
 from pipeline.settings import Settings
 from pipeline.subscribers.model import Subscriber
 
@@ -26,9 +28,10 @@ def _message(settings: Settings, *, to: str, subject: str, kind: str, template: 
              values: dict) -> EmailMessage:
     env = email_env(Path(settings.templates_dir).resolve())
     values = {"site_url": settings.site_url.rstrip("/"), "postal_address": settings.postal_address, **values}
-    msg = EmailMessage()
+    # The domain as IDNA; a local part beyond ASCII goes as UTF-8 (RFC 6532), never as an encoded word.
+    msg = EmailMessage(policy=default.clone(utf8=True) if needs_smtputf8(to) else default)
     msg["From"] = settings.sender
-    msg["To"] = to
+    msg["To"] = wire_address(to)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(at)
     msg["Message-ID"] = make_msgid(idstring=kind, domain=settings.sender_domain)
@@ -41,7 +44,7 @@ def _message(settings: Settings, *, to: str, subject: str, kind: str, template: 
 
 def confirmation(settings: Settings, sub: Subscriber, *, confirm_url: str, at: datetime) -> EmailMessage:
     return _message(settings, to=sub.email, subject="Please confirm your MBC Digest subscription", kind="confirm",
-                    template="confirm", at=at, values={"name": sub.name, "confirm_url": confirm_url})
+                    template="confirm", at=at, values={"confirm_url": confirm_url})
 
 
 def welcome(settings: Settings, sub: Subscriber, *, library: Library, preferences_url: str, unsubscribe_url: str,
@@ -57,3 +60,10 @@ def welcome(settings: Settings, sub: Subscriber, *, library: Library, preference
 def already_subscribed(settings: Settings, sub: Subscriber, *, preferences_url: str, at: datetime) -> EmailMessage:
     return _message(settings, to=sub.email, subject="You're already subscribed to MBC Digest", kind="already",
                     template="already", at=at, values={"name": sub.name, "preferences_url": preferences_url})
+
+
+def stop_all(settings: Settings, sub: Subscriber, *, stop_url: str, at: datetime) -> EmailMessage:
+    """The one email a "someone has died" report causes: a single button that stops all mail. Nothing in it comes
+    from the person who made the report."""
+    return _message(settings, to=sub.email, subject="About email from MBC Digest to this address", kind="stop",
+                    template="stop_all", at=at, values={"stop_url": stop_url})

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Row
 
 from pipeline.store.tables import subscribers as t_sub
 from pipeline.store.tables import suppressions as t_sup
+from pipeline.subscribers.csvio import ExportRow
 from pipeline.subscribers.model import Subscriber, email_key, join_topics, split_topics
 
 
@@ -31,7 +32,8 @@ def get_by_email(conn: Connection, email: str) -> Subscriber | None:
 
 
 def upsert(conn: Connection, *, email: str, name: str, topics: tuple[str, ...], cadence: str, timezone: str,
-           at: datetime, status: str | None = None, consent_source: str | None = None) -> tuple[int, bool]:
+           at: datetime, status: str | None = None, consent_source: str | None = None,
+           consent_at: datetime | None = None) -> tuple[int, bool]:
     """Insert or update by case-insensitive email. Returns (id, created).
 
     An existing subscriber who unsubscribed is not silently re-subscribed: status changes only if given.
@@ -42,13 +44,13 @@ def upsert(conn: Connection, *, email: str, name: str, topics: tuple[str, ...], 
               "timezone": timezone, "updated_at": at}
     if existing is None:
         values.update(email_key=key, status=status or "pending", created_at=at, token_version=0,
-                      consent_source=consent_source, consent_at=at if consent_source else None)
+                      consent_source=consent_source, consent_at=(consent_at or at) if consent_source else None)
         new_id = conn.execute(insert(t_sub).values(**values).returning(t_sub.c.id)).scalar_one()
         return new_id, True
     if status is not None and existing.status != "unsubscribed":
         values["status"] = status
         if consent_source:
-            values.update(consent_source=consent_source, consent_at=at)
+            values.update(consent_source=consent_source, consent_at=consent_at or at)
     conn.execute(update(t_sub).where(t_sub.c.id == existing.id).values(**values))
     return existing.id, False
 
@@ -56,6 +58,24 @@ def upsert(conn: Connection, *, email: str, name: str, topics: tuple[str, ...], 
 def all_subscribers(conn: Connection) -> Iterator[Subscriber]:
     for row in conn.execute(select(t_sub).order_by(t_sub.c.id)):
         yield _to_subscriber(row)
+
+
+def export_rows(conn: Connection) -> Iterator[ExportRow]:
+    """Every subscriber with their consent record and any suppression, then suppressed addresses with no
+    subscriber (so that an import elsewhere keeps them suppressed)."""
+    iso = lambda v: v.isoformat() if v is not None else ""  # noqa: E731
+    query = (select(t_sub, t_sup.c.reason, t_sup.c.source.label("sup_source"), t_sup.c.created_at.label("sup_at"))
+             .outerjoin(t_sup, t_sup.c.email_key == t_sub.c.email_key).order_by(t_sub.c.id))
+    for r in conn.execute(query):
+        yield ExportRow(email=r.email, name=r.name, topics=split_topics(r.topics), cadence=r.cadence,
+                        timezone=r.timezone, status=r.status, consent_source=r.consent_source or "",
+                        consent_at=iso(r.consent_at), suppression=r.reason or "", suppression_source=r.sup_source or "",
+                        suppressed_at=iso(r.sup_at))
+    orphans = (select(t_sup).outerjoin(t_sub, t_sub.c.email_key == t_sup.c.email_key)
+               .where(t_sub.c.id.is_(None)).order_by(t_sup.c.created_at, t_sup.c.email_key))
+    for r in conn.execute(orphans):
+        yield ExportRow(email=r.email_key, suppression=r.reason, suppression_source=r.source,
+                        suppressed_at=iso(r.created_at))
 
 
 def _eligible_query(columns, *, cadence: str, at: datetime):
@@ -127,6 +147,10 @@ def unsuppress(conn: Connection, *, email: str) -> bool:
     return conn.execute(t_sup.delete().where(t_sup.c.email_key == email_key(email))).rowcount > 0
 
 
+def suppression_of(conn: Connection, email: str) -> Row | None:
+    return conn.execute(select(t_sup).where(t_sup.c.email_key == email_key(email))).first()
+
+
 def is_suppressed(conn: Connection, email: str) -> bool:
     return conn.execute(select(t_sup.c.email_key).where(t_sup.c.email_key == email_key(email))).first() is not None
 
@@ -139,5 +163,5 @@ def counts_by_status(conn: Connection) -> dict[str, int]:
     return dict(conn.execute(select(t_sub.c.status, func.count()).group_by(t_sub.c.status)).all())
 
 
-__all__ = ["get", "get_by_email", "upsert", "all_subscribers", "eligible", "eligible_selection", "eligible_topic_counts",
-           "mailable_contacts", "still_mailable_ids", "suppress", "unsuppress", "is_suppressed", "suppression_list", "counts_by_status"]
+__all__ = ["get", "get_by_email", "upsert", "all_subscribers", "export_rows", "eligible", "eligible_selection", "eligible_topic_counts",
+           "mailable_contacts", "still_mailable_ids", "suppress", "unsuppress", "suppression_of", "is_suppressed", "suppression_list", "counts_by_status"]

@@ -12,7 +12,9 @@ from datetime import datetime
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-PURPOSES = ("confirm", "preferences", "unsubscribe", "data")
+# "signup" names a sign-up request (its id, and the subscriber's token version), not a subscriber; "stop" is the
+# button in the "someone has died" email.
+PURPOSES = ("confirm", "preferences", "unsubscribe", "data", "signup", "stop")
 
 
 class TokenError(ValueError):

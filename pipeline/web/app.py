@@ -22,6 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.subscribers.tokens import Signer
 from pipeline.web import leaving, preferences, signup, webhooks
 from pipeline.web.handlers import Web
+from pipeline.web.limits import BodyLimit, BodyTooLarge
 from pipeline.web.security import Csrf, SecurityHeaders
 from pipeline.web.static import PublicFiles, asset_version
 
@@ -107,6 +108,8 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
         Route("/u/{token}", page(leaving.one_click), methods=["POST"]),
         Route("/someone-has-died", page(leaving.deceased_form), methods=["GET"]),
         Route("/someone-has-died", page(leaving.deceased), methods=["POST"]),
+        Route("/stop/{token}", page(leaving.stop_page), methods=["GET"]),
+        Route("/stop/{token}", page(leaving.stop), methods=["POST"]),
         # Signed by SendGrid instead of carrying a CSRF token.
         *webhooks.routes(ctx, clock=clock),
         # The same stylesheet the feeds stage copies to public/static/, straight from its source.
@@ -114,7 +117,14 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
                                          not_found=not_found)),
         Mount("/", app=PublicFiles(public, not_found=not_found)),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    async def body_too_large(request: Request, exc: BodyTooLarge):
+        response = web.too_large(request, exc.limit)
+        response.headers["Connection"] = "close"
+        return response
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, BodyTooLarge: body_too_large,
+                                                      Exception: server_error})
+    app.add_middleware(BodyLimit, too_large=lambda scope, limit: web.too_large(Request(scope), limit))
     app.add_middleware(SecurityHeaders, hsts=settings.site_url.startswith("https://"))
     app.state.web = web
     return app

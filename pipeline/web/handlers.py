@@ -19,6 +19,7 @@ from jinja2 import Environment
 from sqlalchemy.engine import Engine
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -33,7 +34,18 @@ from pipeline.web.security import Csrf
 
 log = logging.getLogger("pipeline.web")
 
-MAX_BODY = 64 * 1024
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# What each kind of link is for and how long it works, so an expired link's page names the right one.
+LINK_KINDS = {
+    "signup": ("Links to confirm a subscription work for 7 days.", "Signing up again only takes a minute.",
+               ("/subscribe", "Go to the sign-up page")),
+    "data": ("Links to download your data work for 1 hour.",
+             "Open the preferences link in any digest from us and ask for your data again.", ("/", "Go to the home page")),
+    "stop": ("Links to stop all email work for 30 days.",
+             "Every email from us has an unsubscribe link at the bottom, which stops all email at once.",
+             ("/someone-has-died", "Go to the page for someone who has died")),
+}
+_GENERIC_LINK = ("", "", ("/subscribe", "Go to the sign-up page"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,16 +105,17 @@ class Web:
                            {"heading": heading, "paragraphs": paragraphs, "links": list(links)},
                            status=status, background=background)
 
-    def bad_link(self, request: Request, error: TokenError) -> HTMLResponse:
+    def bad_link(self, request: Request, error: TokenError, purpose: str = "") -> HTMLResponse:
         expired = "expired" in str(error)
-        return self.message(
-            request,
-            "This link has expired" if expired else "This link doesn't work",
-            ["Nothing has been changed."]
-            + (["Links to confirm a subscription work for 7 days. Signing up again only takes a minute."] if expired
-               else ["It may be missing a part, which can happen when a link is copied or split across lines. "
-                     "Please try the link in your most recent email from us."]),
-            [("/subscribe", "Go to the sign-up page")], status=400)
+        how_long, what_now, link = LINK_KINDS.get(purpose, _GENERIC_LINK)
+        if expired:
+            paragraphs = ["Nothing has been changed.", f"{how_long} {what_now}".strip()]
+        else:
+            paragraphs = ["Nothing has been changed.",
+                          "It may be missing a part, which can happen when a link is copied or split across lines. "
+                          "Please try the link in your most recent email from us."]
+        return self.message(request, "This link has expired" if expired else "This link doesn't work",
+                            [p for p in paragraphs if p], [link], status=400)
 
     def not_subscribed(self, request: Request) -> HTMLResponse:
         return self.message(
@@ -111,12 +124,26 @@ class Web:
              "If you've just unsubscribed or deleted your data, that's why. You are always welcome back."],
             [("/subscribe", "Subscribe again")])
 
-    def csrf_failed(self, request: Request, back: str) -> HTMLResponse:
-        return self.message(
-            request, "Please try that again",
-            ["For your safety, this form needs to be sent from our own page, and it needs cookies turned on. "
-             "Nothing has been changed.", "Please go back to the page, reload it, and try again."],
-            [(back, "Go back to the page")], status=403)
+    def form_refused(self, request: Request, back: str, cause: str) -> HTMLResponse:
+        """The page for a form we did not act on, naming the real cause."""
+        status, says = {
+            "cookie": (403, "For your safety, this form needs a cookie from our own page, and none came with it. "
+                            "Please turn cookies on for this site (or leave private browsing), then reload the page."),
+            "token": (403, "For your safety, this form needs to be sent from our own page, and this one was not, "
+                           "or the page was open a long time. Please reload the page and try again."),
+            "content-type": (415, "This address only takes forms sent from our own page, and this request was sent "
+                                  "in another format. Please use the form on the page."),
+            "malformed": (400, "The form arrived in a shape we cannot read (it may be broken, or have far too many "
+                               "fields). Please reload the page and use the form there."),
+        }[cause]
+        return self.message(request, "Please try that again", [says, "Nothing has been changed."],
+                            [(back, "Go back to the page")], status=status)
+
+    def too_large(self, request: Request, limit: int) -> HTMLResponse:
+        return self.message(request, "That was too much to send",
+                            [f"This form takes at most {limit // 1024} KB, and more than that was sent. "
+                             "Nothing has been changed.", "Please go back, shorten what you typed, and try again."],
+                            [("/", "Go to the home page")], status=413)
 
     def too_many(self, request: Request) -> HTMLResponse:
         return self.message(
@@ -125,17 +152,26 @@ class Web:
              "Please try again in an hour."],
             [("/", "Go to the home page")], status=429)
 
-    async def form(self, request: Request) -> FormData | None:
-        """The posted form, or None when the body is too large to read."""
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return None
-        return await request.form(max_files=0, max_fields=60)
+    async def form(self, request: Request) -> tuple[FormData | None, str]:
+        """(the posted form, "") or (None, why it was not read: "content-type"). Size is bounded while the body
+        streams (pipeline.web.limits), before this parses a byte."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if not ctype and not await request.body():
+            return FormData(), ""  # a form with no fields at all: its CSRF check names what is missing
+        if ctype not in FORM_TYPES:
+            return None, "content-type"
+        try:
+            return await request.form(max_files=0, max_fields=60), ""
+        except HTTPException:  # Starlette's word for a multipart body it cannot parse, or too many fields
+            return None, "malformed"
 
     async def checked_form(self, request: Request, back: str) -> tuple[FormData | None, HTMLResponse | None]:
-        """(form, None), or (None, the CSRF page linking ``back``) when the form is too large or not from our page."""
-        form = await self.form(request)
-        if form is None or not self.csrf.valid(request, form):
-            return None, self.csrf_failed(request, back)
+        """(form, None), or (None, the page naming why the form was refused, linking ``back``)."""
+        form, cause = await self.form(request)
+        if form is not None:
+            cause = self.csrf.problem(request, form)
+        if cause:
+            return None, self.form_refused(request, back, cause)
         return form, None
 
     def verified(self, request: Request, purpose: str, token: str, *,
@@ -144,7 +180,7 @@ class Web:
         try:
             return self.signer.verify(purpose, token, max_age=max_age), None
         except TokenError as exc:
-            return None, self.bad_link(request, exc)
+            return None, self.bad_link(request, exc, purpose)
 
     async def subscriber(self, request: Request, purpose: str,
                          token: str) -> tuple[Subscriber | None, HTMLResponse | None]:

@@ -23,6 +23,8 @@ class Limit:
 SIGNUP_PER_IP = Limit(name="signup-ip", count=10, window=timedelta(hours=1))
 SIGNUP_PER_ADDRESS = Limit(name="signup-address", count=5, window=timedelta(hours=1))
 DECEASED_PER_IP = Limit(name="deceased-ip", count=10, window=timedelta(hours=1))
+# The "someone has died" email goes to a third party's inbox: once a week per address, whoever asks.
+DECEASED_PER_ADDRESS = Limit(name="deceased-address", count=1, window=timedelta(days=7))
 
 
 def key_for(limit: Limit, value: str, *, secret: str) -> str:

@@ -75,9 +75,15 @@ class Csrf:
     def set_cookie(self, response: Response, cookie: str) -> None:
         response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="lax", secure=self.secure, path="/")
 
-    def valid(self, request: Request, form) -> bool:
+    def problem(self, request: Request, form) -> str:
+        """"" when the form carries the MAC of its cookie; else "cookie" (none came) or "token" (no match)."""
         cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie:
+            return "cookie"
         sent = form.get(CSRF_FIELD, "")
-        if not cookie or not isinstance(sent, str) or not sent:
-            return False
-        return hmac.compare_digest(self._mac(cookie), sent)
+        if not isinstance(sent, str) or not sent or not hmac.compare_digest(self._mac(cookie), sent):
+            return "token"
+        return ""
+
+    def valid(self, request: Request, form) -> bool:
+        return not self.problem(request, form)

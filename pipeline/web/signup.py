@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, Response
 
 from pipeline.delivery.factory import address_problem
 from pipeline.subscribers import lifecycle, messages
-from pipeline.subscribers.csvio import check_email
+from pipeline.subscribers.csvio import check_email, has_control_characters
 from pipeline.subscribers.model import CADENCES
 from pipeline.web import ratelimit
 from pipeline.web.handlers import Web
@@ -51,8 +51,13 @@ async def subscribe(web: Web, request: Request) -> Response:
         return page
     raw_email = str(form.get("email", "")).strip()[:320]
     if form.get("website"):
-        # A bot filled the hidden field: answer exactly as for a person, and do nothing.
-        return _check_inbox(web, request, raw_email)
+        # The field people never see was filled in: almost always a program. Nothing is stored or sent, and the
+        # page says so (it never claims an email went).
+        return web.message(request, "We couldn't sign you up",
+                           ["A field that people don't see (\u201cLeave this empty\u201d) came back filled in, which "
+                            "usually means a program filled in the form. Nothing has been sent.",
+                            "If you are a person, please reload the sign-up page and try again."],
+                           [("/subscribe", "Go to the sign-up page")], status=400)
     name = str(form.get("name", "")).strip()
     timezone = str(form.get("timezone", "")).strip()[:64]
     try:
@@ -76,6 +81,8 @@ async def subscribe(web: Web, request: Request) -> Response:
         errors["topics"] = topic_error
     if len(name) > 200:
         errors["name"] = "Please use a shorter name (200 characters at most)."
+    elif has_control_characters(name):
+        errors["name"] = "Please use only letters, numbers, spaces and punctuation in your name."
     if cadence not in CADENCES:
         cadence = "weekly"
     if errors:
@@ -93,7 +100,7 @@ async def subscribe(web: Web, request: Request) -> Response:
 
     outcome = await web.db(work)
     log.info("sign-up handled", extra={"action": "signup", "result": outcome.result})
-    return _check_inbox(web, request, email, background=_confirmation_task(web, outcome))
+    return _check_inbox(web, request, email, _state(outcome), background=_confirmation_task(web, outcome))
 
 
 async def resend(web: Web, request: Request) -> Response:
@@ -110,20 +117,24 @@ async def resend(web: Web, request: Request) -> Response:
     if page := await _rate_limited(web, request, email, at, resent=True):
         return page
     outcome = await web.db(lifecycle.request_confirmation, email=email, at=at)
-    return _check_inbox(web, request, email, resent=True, background=_confirmation_task(web, outcome))
+    return _check_inbox(web, request, email, _state(outcome), resent=True,
+                        background=_confirmation_task(web, outcome))
 
 
 async def confirm_page(web: Web, request: Request) -> Response:
     token = request.path_params["token"]
-    claims, page = web.verified(request, "confirm", token, max_age=CONFIRM_MAX_AGE)
+    claims, page = web.verified(request, "signup", token, max_age=CONFIRM_MAX_AGE)
     if page:
         return page
-    sub = await web.db(lifecycle.current, claims)
-    if sub is None:
+    signup, sub = await web.db(lifecycle.signup_request, claims)
+    if signup is None:
         return _signup_gone(web, request)
     if sub.status == "confirmed":
         return web.render(request, "confirmed.html.j2", {"welcome": False, "cadence": sub.cadence, **web.links_for(sub)})
-    return web.render(request, "confirm.html.j2", {"token": token})
+    # What this link confirms, so the owner of the inbox sees it before saying yes. Only our own words: the
+    # topic titles and the cadence, never what the requester typed.
+    titles = [t.title for t in web.library.topics if t.id in signup.topics]
+    return web.render(request, "confirm.html.j2", {"token": token, "topics": titles, "cadence": signup.cadence})
 
 
 async def confirm(web: Web, request: Request) -> Response:
@@ -131,12 +142,18 @@ async def confirm(web: Web, request: Request) -> Response:
     _form, page = await web.checked_form(request, f"/confirm/{token}")
     if page:
         return page
-    claims, page = web.verified(request, "confirm", token, max_age=CONFIRM_MAX_AGE)
+    claims, page = web.verified(request, "signup", token, max_age=CONFIRM_MAX_AGE)
     if page:
         return page
     outcome = await web.db(lifecycle.confirm, claims, at=web.now())
     log.info("confirmation handled", extra={"action": "confirm", "result": outcome.result})
-    if outcome.result in ("missing", "suppressed"):
+    if outcome.result == "suppressed":
+        return web.message(request, "We can't send email to this address",
+                           ["Earlier email to it was returned as undeliverable or reported as unwanted, so all email "
+                            "to it is stopped, and this sign-up cannot be confirmed. Nothing has been changed.",
+                            f"If you would like the digest at this address, please write to us at "
+                            f"{web.settings.sender}."], [("/subscribe", "Go to the sign-up page")])
+    if outcome.result == "missing":
         return _signup_gone(web, request)
     sub = outcome.subscriber
     links = web.links_for(sub)
@@ -166,10 +183,19 @@ def _resend_codec(web: Web) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(web.settings.secret_key, salt="mbc-pipeline/resend")
 
 
-def _check_inbox(web: Web, request: Request, email: str, *, resent: bool = False,
+def _state(outcome: lifecycle.SignupOutcome) -> str:
+    """What the check-your-inbox page may truthfully say: "sent" only when an email was queued."""
+    if outcome.queued:
+        return "sent"
+    return {"resent-too-soon": "too-soon", "already-confirmed": "too-soon", "suppressed": "suppressed",
+            "missing": "missing"}.get(outcome.result, "missing")
+
+
+def _check_inbox(web: Web, request: Request, email: str, state: str, *, resent: bool = False,
                  background: BackgroundTask | None = None) -> HTMLResponse:
     return web.render(request, "check_inbox.html.j2", {
-        "email": email, "resent": resent, "resend_value": _resend_codec(web).dumps(email)}, background=background)
+        "email": email, "state": state, "resent": resent, "resend_value": _resend_codec(web).dumps(email),
+        "contact": web.settings.sender}, background=background)
 
 
 def _signup_gone(web: Web, request: Request) -> HTMLResponse:
@@ -182,7 +208,7 @@ async def _rate_limited(web: Web, request: Request, email: str, at: datetime, *,
                         resent: bool = False) -> HTMLResponse | None:
     """The page to show instead when this connection or address has asked too often, else None.
 
-    An address over its limit sees the usual check-your-inbox page, so the answer doesn't reveal it.
+    An address over its limit is told that nothing more was sent to it this hour.
     """
     if not web.rate_limits:
         return None
@@ -191,7 +217,7 @@ async def _rate_limited(web: Web, request: Request, email: str, at: datetime, *,
     if over == "ip":
         return web.too_many(request)
     if over == "address":
-        return _check_inbox(web, request, email, resent=resent)
+        return _check_inbox(web, request, email, "limited", resent=resent)
     return None
 
 
@@ -207,8 +233,8 @@ def _signup_limits(conn, secret: str, ip: str, email: str, at: datetime) -> str:
 
 def _confirmation_task(web: Web, outcome: lifecycle.SignupOutcome) -> BackgroundTask | None:
     sub = outcome.subscriber
-    if outcome.send_confirmation and sub is not None:
-        url = web.url("/confirm/" + web.signer.sign("confirm", sub.id, sub.token_version))
+    if outcome.send_confirmation and sub is not None and outcome.request_id is not None:
+        url = web.url("/confirm/" + web.signer.sign("signup", outcome.request_id, sub.token_version))
         return web.send(lambda at: messages.confirmation(web.settings, sub, confirm_url=url, at=at), "confirm")
     if outcome.send_reminder and sub is not None:
         url = web.links_for(sub)["preferences_url"]
@@ -218,8 +244,7 @@ def _confirmation_task(web: Web, outcome: lifecycle.SignupOutcome) -> Background
 
 
 def _archive_url(web: Web) -> str:
-    public = Path(web.settings.public_dir)
-    for candidate in ("archive/index.html", "archive.html"):
-        if (public / candidate).is_file():
-            return web.url("/" + candidate.removesuffix("index.html"))
+    """The digest archive (public/digests/, written with each issue), else the home page."""
+    if (Path(web.settings.public_dir) / "digests" / "index.html").is_file():
+        return web.url("/digests/")
     return web.url("/")

@@ -167,7 +167,9 @@ class PublicFiles:
         # Locating and stat-ing are single cheap syscalls; only reading and compressing go to a thread.
         path, needs_slash = self._locate(route_path)
         if needs_slash:
-            await RedirectResponse(scope["path"] + "/", status_code=308)(scope, receive, send)
+            # One leading slash only: "//feeds/" (or "/\\feeds/") would be a protocol-relative URL to another host.
+            target = "/" + scope["path"].lstrip("/\\") + "/"
+            await RedirectResponse(target, status_code=308)(scope, receive, send)
             return
         entry = None
         if path is not None:

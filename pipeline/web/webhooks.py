@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -15,10 +16,26 @@ from starlette.routing import Route
 from pipeline import metrics
 from pipeline.delivery import events
 from pipeline.errors import ConfigError
+from pipeline.web.limits import WEBHOOK_MAX_BODY
 
 log = logging.getLogger("pipeline.web.webhooks")
 
-MAX_BODY = 8 * 1024 * 1024  # SendGrid batches events; a few MB at most
+MAX_BODY = WEBHOOK_MAX_BODY
+MAX_DEPTH = 16  # an event batch is an array of flat objects; SendGrid nests two or three levels at most
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON in ``body`` nests arrays and objects deeper than ``limit``, found without parsing it (a
+    parser recurses, and 100,000 nested arrays exhaust its stack). Strings go first, brackets in them don't count."""
+    brackets = _STRINGS.sub(b"", body).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for b in brackets:
+        depth += 1 if b in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 class SendGridWebhook:
@@ -41,12 +58,14 @@ class SendGridWebhook:
         except ConfigError as exc:
             log.error("%s", exc, extra={"action": "webhook_not_configured"})
             return PlainTextResponse("event webhook not configured", status_code=503)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY:
-            return PlainTextResponse("too large", status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return PlainTextResponse("too large", status_code=413)
+        # Bounded while it streams, even where this route is mounted without pipeline.web.limits.BodyLimit.
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                return PlainTextResponse("too large", status_code=413, headers={"Connection": "close"})
+            chunks.append(chunk)
+        body = b"".join(chunks)
         now = self.now()
         try:
             events.verify(key, signature=request.headers.get(events.SIGNATURE_HEADER),
@@ -54,9 +73,11 @@ class SendGridWebhook:
         except events.SignatureError as exc:
             log.warning("event webhook refused: %s", exc, extra={"action": "webhook_refused", "status": exc.status})
             return PlainTextResponse(str(exc), status_code=exc.status)
+        if too_deep(body):
+            return PlainTextResponse(f"JSON nested deeper than {MAX_DEPTH} levels", status_code=400)
         try:
             batch = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return PlainTextResponse("body is not JSON", status_code=400)
         if not isinstance(batch, list):
             return PlainTextResponse("expected a JSON array of events", status_code=400)

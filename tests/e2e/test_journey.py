@@ -106,7 +106,8 @@ def test_subscribe_confirm_digest_preferences_and_one_click_unsubscribe(server, 
     preferences_url = link(welcome, server, "/preferences/")
 
     # 5. A digest is sent.
-    sent = server.pipeline("digest", "send", "weekly", "--at", "2026-12-07T13:00:00Z")
+    # --force: this fixed issue time may still be ahead of the real clock.
+    sent = server.pipeline("digest", "send", "weekly", "--at", "2026-12-07T13:00:00Z", "--force")
     assert sent.returncode == 0, sent.stderr
     mails = wait_for_mail(server.outbox, 3)
     digest = next(m for m in mails if m["List-Unsubscribe"])
@@ -135,6 +136,19 @@ def test_subscribe_confirm_digest_preferences_and_one_click_unsubscribe(server, 
     page.get_by_role("heading", name="Stop getting the MBC Digest?").wait_for()
     check_page(page, "unsubscribe")
     assert subscriber(server, address).status == "confirmed", "opening the unsubscribe page must not unsubscribe"
+
+    # A family member reports a death: nothing stops until the inbox's own button is pressed.
+    page.goto(server.url + "/someone-has-died")
+    page.get_by_label("Their email address").fill(address)
+    page.get_by_role("button", name="Send the email that stops all email").click()
+    page.get_by_role("heading", name="We've sent one email to that address").wait_for()
+    check_page(page, "someone has died: sent")
+    assert subscriber(server, address).status == "confirmed"
+    stop = next(m for m in wait_for_mail(server.outbox, 4) if m["X-Pipeline-Kind"] == "stop")
+    page.goto(link(stop, server, "/stop/"))
+    page.get_by_role("heading", name="Stop all email to this address?").wait_for()
+    check_page(page, "stop all email")
+    assert subscriber(server, address).status == "confirmed", "opening the stop link must not stop anything"
 
     # 7. Leave with exactly the POST a mail provider sends to the List-Unsubscribe URL.
     one_click = re.search(r"<(https?://[^>]+)>", digest["List-Unsubscribe"]).group(1)

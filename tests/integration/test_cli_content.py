@@ -74,12 +74,18 @@ def test_content_list_filters_by_state(project):
 
 
 def test_content_new_then_queue_is_refused_without_review(project):
-    result = run("content", "new", "--title", "Sleep and rest", "--topics", "symptom-management", "--at", "2026-12-01T09:00:00-05:00")
+    # A title no article in content/ has yet: an editor may already have written "Sleep and rest" there.
+    n = 0
+    while (project / "content" / f"sleep-and-rest-test-{n}.md").exists():
+        n += 1
+    slug = f"sleep-and-rest-test-{n}"
+    result = run("content", "new", "--title", f"Sleep and rest test {n}", "--topics", "symptom-management",
+                 "--at", "2026-12-01T09:00:00-05:00")
     assert result.exit_code == 0, result.output
-    path = project / "content" / "sleep-and-rest.md"
+    path = project / "content" / f"{slug}.md"
     assert path.is_file()
     before = path.read_text()
-    refused = run("content", "queue", "sleep-and-rest", "--at", "2026-12-03T09:00:00-05:00")
+    refused = run("content", "queue", slug, "--at", "2026-12-03T09:00:00-05:00")
     assert refused.exit_code == 1
     assert "reviewed_by" in refused.output and "not queued" in refused.output
     assert path.read_text() == before

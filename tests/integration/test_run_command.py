@@ -54,3 +54,26 @@ def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
     assert proc.returncode == 0, output
     assert "scheduler stopped" in output
     assert "Traceback" not in output
+
+
+def test_a_second_run_finds_the_lock_before_building_any_feed(tmp_path):
+    from pipeline.scheduling.lock import single_scheduler
+    from pipeline.store.engine import make_engine
+
+    for name in ("content", "templates"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    shutil.copy(ROOT / "schedules.yaml", tmp_path / "schedules.yaml")
+    url = f"sqlite:///{tmp_path}/var/pipeline.db"
+    (tmp_path / "var").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
+    env.update(PYTHONPATH=str(ROOT), PIPELINE_DATABASE_URL=url)
+    engine = make_engine(url)
+    try:
+        with single_scheduler(engine, tmp_path / "var"):
+            result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--port", str(free_port())],
+                                    cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        engine.dispose()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "another scheduler is already running" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "public" / "feeds").exists(), "feeds were built before the lock was checked"

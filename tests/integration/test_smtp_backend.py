@@ -154,3 +154,41 @@ def test_a_4xx_answer_is_retried_within_the_patience(plain, handler):
     b.close()
     assert [o.state for o in outcomes] == ["sent"] * 3 and slept == [0.5, 1.0]
     assert sorted(rcpts[0] for rcpts, _ in handler.saved) == [f"reader{i}@example.org" for i in (1, 2, 4)]
+def _international(handler, port):
+    b = SmtpBackend(f"smtp://127.0.0.1:{port}")
+    people = [recipient(1)._replace(email="josé@example.com"), recipient(2)._replace(email="user@bücher.example"),
+              recipient(4)]
+    try:
+        return {o.subscriber_id: o for o in b.send_batch(issue(), variant(), people)}
+    finally:
+        b.close()
+
+
+def test_smtputf8_and_idna_when_the_relay_offers_smtputf8(tmp_path):
+    handler = smtp_server.SavingHandler(tmp_path / "mail")
+    controller = smtp_server.start(handler, enable_SMTPUTF8=True)
+    try:
+        outcomes = _international(handler, controller.port)
+    finally:
+        controller.stop()
+    assert {i: o.state for i, o in outcomes.items()} == {1: "sent", 2: "sent", 4: "sent"}
+    envelopes = {tuple(rcpts): data for rcpts, data in handler.saved}
+    assert set(envelopes) == {("josé@example.com",), ("user@xn--bcher-kva.example",), ("reader4@example.org",)}
+    to_lines = {rcpts: next(line for line in data.split(b"\r\n") if line.startswith(b"To: "))
+                for rcpts, data in envelopes.items()}
+    assert to_lines[("josé@example.com",)] == "To: josé@example.com".encode()
+    assert to_lines[("user@xn--bcher-kva.example",)] == b"To: user@xn--bcher-kva.example"
+    assert not [line for line in to_lines.values() if b"=?" in line]
+
+
+def test_a_relay_without_smtputf8_gets_idna_and_a_clear_refusal_for_a_non_ascii_local_part(tmp_path):
+    handler = smtp_server.SavingHandler(tmp_path / "mail")
+    controller = smtp_server.start(handler, enable_SMTPUTF8=False)
+    try:
+        outcomes = _international(handler, controller.port)
+    finally:
+        controller.stop()
+    assert outcomes[1].state == "failed" and "does not offer SMTPUTF8" in outcomes[1].reason
+    assert "josé" not in outcomes[1].reason
+    assert outcomes[2].state == "sent" and outcomes[4].state == "sent"
+    assert sorted(tuple(r) for r, _ in handler.saved) == [("reader4@example.org",), ("user@xn--bcher-kva.example",)]

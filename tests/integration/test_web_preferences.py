@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 from sqlalchemy import insert, select
-from websupport import T0, csrf_of
+from websupport import T0, bodies, csrf_of
 
 from pipeline.store import tables
 from pipeline.subscribers import repository
@@ -110,21 +110,64 @@ def test_pause_from_the_unsubscribe_page(site):
     assert row.status == "confirmed" and row.paused_until == T0 + timedelta(weeks=8)
 
 
-def test_someone_has_died_suppresses_sends_nothing_and_answers_alike(any_site):
+def test_someone_has_died_stops_nothing_itself_and_sends_one_email_with_one_button(any_site):
     site = any_site
     site.confirmed("uma@example.org")
     site.clear_outbox()
+    before = site.snapshot()
     known = site.form_post("/someone-has-died", "/someone-has-died", {"email": "UMA@example.org"})
-    unknown = site.form_post("/someone-has-died", "/someone-has-died", {"email": "nobody@example.org"})
-    assert known.status_code == unknown.status_code == 200
-    assert known.text == unknown.text and "so sorry for your loss" in known.page
-    assert site.suppression("uma@example.org").reason == "deceased"
-    assert site.suppression("nobody@example.org").reason == "deceased"
+    assert known.status_code == 200 and "We've sent one email to that address" in known.page
+    assert "only email this causes" in known.page
+    # A stranger's request changes nothing: the inbox decides.
+    after = site.snapshot()
+    assert after["subscribers"] == before["subscribers"] and after["suppressions"] == []
+    [msg] = site.outbox()
+    assert msg["To"] == "uma@example.org" and msg["X-Pipeline-Kind"] == "stop"
+    plain, html = bodies(msg)
+    assert "only email we will send about this" in plain and "nothing else" in plain
+    assert html.count("<a ") == 1
+    stop = site.link_in(msg, "/stop/")
+    page = site.get(stop)
+    assert page.status_code == 200 and page.text.count("<button") == 1
+    assert site.snapshot()["suppressions"] == []
+    # Asking again, from anywhere, within the week sends nothing more, and says so.
+    again = site.form_post("/someone-has-died", "/someone-has-died", {"email": "uma@example.org"}, ip="198.51.100.9")
+    assert again.status_code == 200 and "We haven't sent anything" in again.page
+    assert len(site.outbox()) == 1
+    r = site.post(stop, data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 200 and "stopped all email" in r.page
+    sup = site.suppression("uma@example.org")
+    assert (sup.reason, sup.source) == ("deceased", "web")
     assert site.subscriber("uma@example.org").status == "unsubscribed"
-    assert site.outbox() == []
+    assert len(site.outbox()) == 1
+
+
+def test_someone_has_died_for_an_unknown_address_sends_nothing_and_says_so(site):
+    r = site.form_post("/someone-has-died", "/someone-has-died", {"email": "nobody@example.org"})
+    assert r.status_code == 200 and "We haven't sent anything" in r.page and "We've sent" not in r.page
+    assert site.outbox() == [] and site.snapshot()["suppressions"] == []
+
+
+def test_confirming_a_new_sign_up_lifts_a_web_suppression_but_never_a_bounce(site):
+    site.confirmed("vera@example.org")
+    site.form_post("/someone-has-died", "/someone-has-died", {"email": "vera@example.org"})
+    stop = site.link_in(site.outbox()[-1], "/stop/")
+    site.form_post(stop, stop, {})
+    assert site.suppression("vera@example.org").source == "web"
     site.clock.advance(hours=2)
-    site.signup("uma@example.org")
-    assert site.outbox() == [], "nothing may ever be sent to a deceased person's address"
+    site.clear_outbox()
+    r = site.signup("vera@example.org")
+    assert "We have sent an email to" in r.page
+    confirm = site.link_in(site.outbox()[-1], "/confirm/")
+    assert site.suppression("vera@example.org") is not None, "a sign-up alone lifted the suppression"
+    site.form_post(confirm, confirm, {})
+    assert site.suppression("vera@example.org") is None
+    assert site.subscriber("vera@example.org").status == "confirmed"
+    # A bounce is different: nothing a web visitor does lifts it.
+    with site.engine.begin() as conn:
+        repository.suppress(conn, email="walt@example.org", reason="bounce", at=T0, source="sendgrid")
+    r = site.signup("walt@example.org")
+    assert "We can't send email to this address" in r.page and site.subscriber("walt@example.org") is None
 
 
 def test_someone_has_died_checks_the_address_and_is_rate_limited(site):
@@ -134,7 +177,7 @@ def test_someone_has_died_checks_the_address_and_is_rate_limited(site):
         r = site.form_post("/someone-has-died", "/someone-has-died", {"email": f"p{i}@example.org"}, ip="198.51.100.3")
         assert r.status_code == 200
     r = site.form_post("/someone-has-died", "/someone-has-died", {"email": "p10@example.org"}, ip="198.51.100.3")
-    assert r.status_code == 429 and site.suppression("p10@example.org") is None
+    assert r.status_code == 429 and site.outbox() == []
 
 
 def test_download_my_data(site):

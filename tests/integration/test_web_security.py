@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
+from sqlalchemy import select
 from websupport import csrf_of, shape
 
+from pipeline.store import tables
 from pipeline.subscribers.tokens import Signer
 
 
@@ -13,8 +15,12 @@ def _tokens(site, address: str) -> dict:
     prefs = site.confirmed(address)
     row = site.subscriber(address)
     sign = lambda purpose: site.signer.sign(purpose, row.id, row.token_version)  # noqa: E731
+    with site.engine.connect() as conn:
+        request_id = conn.execute(select(tables.signup_requests.c.id)
+                                  .where(tables.signup_requests.c.subscriber_id == row.id)).scalar_one()
     return {"prefs": prefs, "preferences": sign("preferences"), "unsubscribe": sign("unsubscribe"),
-            "confirm": sign("confirm"), "data": sign("data"), "row": row}
+            "confirm": site.signer.sign("signup", request_id, row.token_version), "data": sign("data"),
+            "stop": sign("stop"), "row": row}
 
 
 def test_security_headers_on_pages_and_files(site):
@@ -53,6 +59,7 @@ def test_every_form_rejects_a_missing_or_wrong_csrf_token(site):
         (f"/preferences/{t['preferences']}/delete", {}),
         (f"/unsubscribe/{t['unsubscribe']}", {"action": "leave"}),
         ("/someone-has-died", {"email": "ivan@example.org"}),
+        (f"/stop/{t['stop']}", {}),
     ]
     good = csrf_of(site.get("/subscribe").text)
     before = site.snapshot()
@@ -77,7 +84,7 @@ def test_get_never_changes_state(site):
     gets = ["/", "/index.html", "/healthz", "/subscribe", "/someone-has-died", t["prefs"],
             f"/preferences/{t['preferences']}?saved=paused", f"/preferences/{t['preferences']}/delete",
             f"/confirm/{t['confirm']}", f"/unsubscribe/{t['unsubscribe']}", f"/u/{t['unsubscribe']}",
-            f"/data/{t['data']}", "/static/site.css", "/static/tz.js"]
+            f"/data/{t['data']}", f"/stop/{t['stop']}", "/static/site.css", "/static/tz.js"]
     for url in gets:
         for method in ("GET", "HEAD"):
             r = site.request(method, url)

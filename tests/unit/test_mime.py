@@ -51,8 +51,41 @@ def test_substituted_bytes_decode_to_the_substituted_text(html, text, unsub, pre
     assert msg["To"] == "ann@example.org"
 
 
-def test_unusual_address_is_encoded():
+def _to_line(data: bytes) -> bytes:
+    return next(line for line in data.split(b"\r\n") if line.startswith(b"To: "))
+
+
+def test_a_non_ascii_local_part_goes_as_utf8_never_as_an_encoded_word():
     variant = RenderedVariant(key="k", subject="s", html="<p>x</p>", text="x")
-    r = Recipient(subscriber_id=1, email="zoë@example.org", message_id="<m@example.org>")
-    msg = parse(MessageTemplate(ISSUE, variant).render(r))
-    assert msg["To"].addresses[0].username == "zoë"
+    r = Recipient(subscriber_id=1, email="josé@example.com", message_id="<m@example.org>")
+    data = MessageTemplate(ISSUE, variant).render(r)
+    assert _to_line(data) == "To: josé@example.com".encode()
+    assert b"=?" not in _to_line(data)
+    # RFC 6532: the headers are UTF-8, so read them as UTF-8.
+    msg = BytesParser(policy=policy.default).parsebytes(data.decode("utf-8").encode("utf-8"))
+    assert not msg.defects
+    from email import message_from_string
+    assert message_from_string(data.decode("utf-8"), policy=policy.default)["To"].addresses[0].username == "josé"
+
+
+def test_an_internationalised_domain_goes_as_idna():
+    variant = RenderedVariant(key="k", subject="s", html="<p>x</p>", text="x")
+    r = Recipient(subscriber_id=1, email="user@bücher.example", message_id="<m@example.org>")
+    assert _to_line(MessageTemplate(ISSUE, variant).render(r)) == b"To: user@xn--bcher-kva.example"
+
+
+@given(local=st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=1, max_size=20)
+       .filter(lambda s: not any(c in s for c in '@<>,"\\')),
+       domain=st.sampled_from(["example.org", "bücher.example", "exämple.org", "例え.example"]))
+def test_no_address_ever_becomes_an_encoded_word(local, domain):
+    from pipeline.delivery.mime import AddressError, wire_address
+
+    try:
+        wire = wire_address(f"{local}@{domain}")
+    except AddressError:
+        return
+    assert "=?" not in wire.rpartition("@")[2] and wire.rpartition("@")[2].isascii()
+    variant = RenderedVariant(key="k", subject="s", html="<p>x</p>", text="x")
+    data = MessageTemplate(ISSUE, variant).render(Recipient(subscriber_id=1, email=f"{local}@{domain}",
+                                                            message_id="<m@example.org>"))
+    assert _to_line(data) == ("To: " + wire).encode("utf-8")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.scheduling.runner import trigger_for
@@ -47,13 +47,44 @@ def test_numeric_days_of_week_mean_what_cron_means():
                           "0 12 15 * *", "45 23 * * sat", "0 0 * * 7"]),
     start=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(NY)),
 )
+@example(cron="*/15 * * * *", start=datetime(2026, 3, 8, 2, 0, tzinfo=NY, fold=1))  # the case issue 11 found
+@example(cron="*/15 * * * *", start=datetime(2026, 11, 1, 1, 30, tzinfo=NY, fold=1))  # the autumn overlap
 def test_apscheduler_trigger_agrees_with_planning(cron, start):
-    """The runner's trigger fires exactly at the times the planner uses to define issues."""
+    """The runner's trigger fires exactly at the times the planner uses to define issues.
+
+    ``start`` may be a wall time no clock shows (02:30 on the spring-forward night, fold 0 or 1). The scheduler
+    only ever asks with a real instant (its clock's now), and APScheduler reads the wall clock of what it is
+    given, so it is asked with the instant (in UTC). Compared as instants: two datetimes in one zone compare by
+    wall clock alone in Python, which is how 01:15 EST looked earlier than the 02:00 (fold=1, 01:00 EST) it follows.
+    """
     j = job(cron)
     trigger = trigger_for(j)
     ours = j.next_fire(start)
-    theirs = trigger.get_next_fire_time(None, start + timedelta(microseconds=1))
-    assert theirs == ours
+    theirs = trigger.get_next_fire_time(None, start.astimezone(UTC) + timedelta(microseconds=1))
+    assert theirs.astimezone(UTC) == ours.astimezone(UTC)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cron=st.sampled_from(["0 8 * * mon", "*/15 * * * *", "30 1 * * *", "0 2 * * *", "30 2 * * sun", "0 9 1 * *"]),
+    start=st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 1, 1), timezones=st.just(NY)),
+)
+def test_planning_brackets_any_instant_even_in_a_dst_gap_or_overlap(cron, start):
+    j = job(cron)
+    instant = start.astimezone(UTC)
+    before, after = j.previous_fire(start), j.next_fire(start)
+    assert before.astimezone(UTC) <= instant < after.astimezone(UTC)
+    assert j.fire_before(before).astimezone(UTC) < before.astimezone(UTC)
+
+
+@pytest.mark.parametrize("fold", [0, 1])
+def test_the_spring_forward_gap_is_read_as_the_instant_it_means(fold):
+    quarter = job("*/15 * * * *")
+    start = datetime(2026, 3, 8, 2, 0, tzinfo=NY, fold=fold)  # no clock in New York shows this time
+    instant = start.astimezone(UTC)
+    assert instant == datetime(2026, 3, 8, 7 - fold, 0, tzinfo=UTC)
+    assert quarter.previous_fire(start).astimezone(UTC) == instant
+    assert quarter.next_fire(start).astimezone(UTC) == instant + timedelta(minutes=15)
 
 
 SCHEDULE = """timezone: America/New_York
