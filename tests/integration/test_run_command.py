@@ -56,8 +56,8 @@ def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
     assert "Traceback" not in output
 
 
-def test_a_second_run_finds_the_lock_before_building_any_feed(tmp_path):
-    from pipeline.scheduling.lock import single_scheduler
+def test_a_second_run_finds_the_lock_before_building_any_feed_and_stands_by(tmp_path):
+    from pipeline.scheduling.lock import SchedulerLock
     from pipeline.store.engine import make_engine
 
     for name in ("content", "templates"):
@@ -68,12 +68,28 @@ def test_a_second_run_finds_the_lock_before_building_any_feed(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     env.update(PYTHONPATH=str(ROOT), PIPELINE_DATABASE_URL=url)
     engine = make_engine(url)
+    lock = SchedulerLock(engine, tmp_path / "var")
+    port = free_port()
     try:
-        with single_scheduler(engine, tmp_path / "var"):
-            result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--port", str(free_port())],
-                                    cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert lock.try_acquire()
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--port", str(port)], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, "pipeline run did not come up"
+                time.sleep(0.2)
+            assert not (tmp_path / "public" / "feeds").exists(), "a standby built the feeds"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output, _ = proc.communicate(timeout=30)
     finally:
+        lock.release()
         engine.dispose()
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "another scheduler is already running" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "public" / "feeds").exists(), "feeds were built before the lock was checked"
+    assert proc.returncode == 0, output
+    assert "this one serves the web app and stands by" in output and "Traceback" not in output
