@@ -179,7 +179,9 @@ def test_concurrent_senders_send_each_recipient_once(db_url, tmp_path):
     engine = make_engine(db_url)
     add_subscribers(engine, 6000)
     engine.dispose()
-    with SinkServer(Sink(keep=False, delay=0.05)) as server:
+    # Each request takes long enough for the senders that start later to join in: a sender now also records the
+    # content before planning, so the first one could otherwise finish alone.
+    with SinkServer(Sink(keep=False, delay=0.3)) as server:
         env = cli_env(db_url, project, server.url)
         procs = [start_send(env, project) for _ in range(4)]
         for p in procs:
