@@ -23,18 +23,29 @@ _WORDS = re.compile(r"\s+|[^\s]+")
 
 
 def word_diff(old: list[str], new: list[str]) -> list[tuple[str, str]]:
-    """(kind, text) runs: kind is '' (same), 'del' or 'ins'. Words and the spaces between them are the units."""
+    """(kind, text) runs: kind is '' (same), 'del' or 'ins'. Words and the spaces between them are the units; a
+    lone space between two changes joins them, so a changed phrase reads as one removal and one addition."""
     a = _WORDS.findall("\n".join(old))
     b = _WORDS.findall("\n".join(new))
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    merged: list[list] = []
+    for op, i1, i2, j1, j2 in ops:
+        if (op == "equal" and merged and merged[-1][0] != "equal" and "".join(a[i1:i2]).isspace()
+                and (i2, j2) != (len(a), len(b))):
+            op = "replace"
+        if merged and op != "equal" and merged[-1][0] != "equal":
+            merged[-1][2], merged[-1][4] = i2, j2
+        else:
+            merged.append([op, i1, i2, j1, j2])
     out: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in merged:
         if op == "equal":
             out.append(("", "".join(a[i1:i2])))
-        else:
-            if i2 > i1:
-                out.append(("del", "".join(a[i1:i2])))
-            if j2 > j1:
-                out.append(("ins", "".join(b[j1:j2])))
+            continue
+        if i2 > i1:
+            out.append(("del", "".join(a[i1:i2])))
+        if j2 > j1:
+            out.append(("ins", "".join(b[j1:j2])))
     return out
 
 
