@@ -320,3 +320,62 @@ def test_digest_preview_per_variant(ws):
     assert r.status_code == 400 and "nobody would get an email" in r.page
     r = ws.get("/staff/digests/preview?digest=nope")
     assert r.status_code == 400
+
+
+def test_inbox_page_promotes_and_dismisses_with_audit_entries(ws):
+    from pipeline.curation import inbox
+    from pipeline.curation.parse import Item
+
+    (ws.settings.content_dir / "sources.yaml").write_text(
+        "sources:\n  - id: nci\n    name: \"National Cancer Institute: Cancer Currents\"\n"
+        "    url: https://www.cancer.gov/news-events/cancer-currents-blog/feed\n    topics: [treatment-progress]\n")
+    with ws.engine.begin() as conn:
+        inbox.store_items(conn, "nci", [
+            Item(guid=None, url="https://example.org/a", title="A new approval", summary="Theirs.", published=None),
+            Item(guid=None, url="https://example.org/b", title="Another story", summary="", published=None)],
+            at=ws.clock())
+        ids = [c.id for c in inbox.candidates(conn)]
+    login(ws, EDITOR)
+    page = ws.get("/staff/inbox")
+    assert page.status_code == 200
+    assert "National Cancer Institute: Cancer Currents: Treatment and research progress" in page.page
+    assert "A new approval" in page.page and "never" in page.page  # the source's health: never fetched yet
+    token = csrf_of(page.text)
+    r = ws.post("/staff/inbox", data={"csrf_token": token, "candidate": ids[1], "action": "dismiss"})
+    assert r.status_code == 200 and "Another story" not in r.page
+    r = ws.post("/staff/inbox", data={"csrf_token": token, "candidate": ids[0], "action": "promote", "slug": "Bad Slug"})
+    assert r.status_code == 400 and "Nothing was changed" in r.page
+    r = ws.post("/staff/inbox", data={"csrf_token": token, "candidate": ids[0], "action": "promote",
+                                      "slug": "new-approval"})
+    assert r.status_code == 303 and r.headers["location"] == "/staff/articles/new-approval/edit"
+    draft = ws.get("/staff/articles/new-approval/edit")
+    assert draft.status_code == 200 and "write its title and summary" in draft.page
+    assert 'value="https://example.org/a"' in draft.text  # the original is the link and the first source
+    with ws.engine.connect() as conn:
+        events = [(e.event, e.actor, e.slug) for e in audit.entries(conn, events=("inbox_promoted", "inbox_dismissed"))]
+        states = {c.id: c.state for c in inbox.candidates(conn, states=("new", "dismissed", "promoted"))}
+    actor = ws.accounts["editor"].actor
+    assert events == [("inbox_dismissed", actor, None), ("inbox_promoted", actor, "new-approval")]
+    assert states == {ids[0]: "promoted", ids[1]: "dismissed"}
+    # The editor writes its title and summary in the same form, and it saves as a revision.
+    form = article_form(slug="new-approval", title="A new treatment is approved", base="unparsed", action="save",
+                        summary="A medicine was approved for some people with MBC.", topics=["treatment-progress"],
+                        link="https://example.org/a")
+    r = ws.post("/staff/articles/save", data={"csrf_token": csrf_of(draft.text), **form})
+    assert r.status_code == 303, r.text
+
+
+def test_sessions_and_reviews_on_postgresql_too(db_url, tmp_path, portal):
+    from conftest import _close, _site
+
+    s = _site(tmp_path, db_url, portal, content_dir=content_dir(tmp_path), review_mode="staff")
+    try:
+        s.accounts = add_accounts(s)
+        _submit(s)
+        give_totp(s, REVIEWER)
+        assert "Approved" in _approve(s).text
+        with s.engine.connect() as conn:
+            assert conn.execute(select(tables.publications.c.state)).scalar_one() == "scheduled"
+            assert len(conn.execute(select(tables.staff_sessions)).all()) == 2
+    finally:
+        _close(s, portal)
