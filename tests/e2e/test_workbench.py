@@ -95,7 +95,7 @@ def sign_in_by_keyboard(page, server, email: str) -> None:
     page.wait_for_load_state()
 
 
-def enrol(page) -> None:
+def enrol(page) -> str:
     """First sign-in of a reviewer or admin: the QR code and the key, then a code from the authenticator."""
     page.get_by_role("heading", name="Set up your second factor").wait_for()
     assert page.locator("svg.qr").count() == 1
@@ -104,6 +104,7 @@ def enrol(page) -> None:
     page.get_by_label("6-digit code").fill(totp.code_at(secret, datetime.now(UTC)))
     page.get_by_role("button", name="Turn on and sign in").click()
     page.get_by_role("heading", name="Dashboard").wait_for()
+    return secret
 
 
 def feed_text(server) -> str:
@@ -198,7 +199,7 @@ def test_editor_and_reviewer_take_an_article_to_the_feed_and_change_it(staff_ser
 def test_admin_and_inbox_pages_are_accessible(staff_server, page):
     server = staff_server
     sign_in_by_keyboard(page, server, ADMIN)
-    enrol(page)
+    secret = enrol(page)
     for path, heading in (("/staff/admin/accounts", "Staff accounts"), ("/staff/admin/audit", "Audit log"),
                           ("/staff/inbox", "Inbox"), ("/staff/digests", "Preview the next digest"),
                           ("/staff/articles/new", "New article"), ("/staff/no-such-page", "We can't find that page")):
@@ -215,3 +216,14 @@ def test_admin_and_inbox_pages_are_accessible(staff_server, page):
     page.get_by_role("button", name="Sign out").click()
     page.get_by_role("heading", name="You have signed out").wait_for()
     check_page(page, "signed out")
+    # The next sign-in asks for a code; a wrong one is explained.
+    sign_in_by_keyboard(page, server, ADMIN)
+    page.get_by_role("heading", name="Type your one-time code").wait_for()
+    check_page(page, "one-time code")
+    page.get_by_label("6-digit code").fill("000000")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("That code didn't work.").wait_for()
+    check_page(page, "wrong code")
+    page.get_by_label("6-digit code").fill(totp.code_at(secret, datetime.now(UTC)))
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Dashboard").wait_for()

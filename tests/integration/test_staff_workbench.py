@@ -21,12 +21,12 @@ from pipeline.editorial import audit, totp
 from pipeline.store import tables
 
 
-@pytest.fixture
-def ws(tmp_path, portal):
+@pytest.fixture(params=["staff"])
+def ws(request, tmp_path, portal):
     from conftest import _close, _site
 
     s = _site(tmp_path, f"sqlite:///{tmp_path}/web.db", portal, content_dir=content_dir(tmp_path),
-              review_mode="staff")
+              review_mode=request.param)
     s.accounts = add_accounts(s)
     yield s
     _close(s, portal)
@@ -202,7 +202,9 @@ def test_approval_asks_for_the_password_after_five_minutes(ws):
         assert len(conn.execute(select(tables.reviews)).all()) == 1
 
 
+@pytest.mark.parametrize("ws", ["staff", "attested"], indirect=True)
 def test_an_edit_after_approval_waits_and_the_feed_keeps_the_approved_text(ws):
+    """In attested mode too: a saved text never carries a review, so it cannot pass as attested."""
     from pipeline.jobs import build_feeds
 
     _submit(ws, publish_at="2026-11-01T09:00")  # a past time: as soon as it is approved
