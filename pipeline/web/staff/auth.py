@@ -30,6 +30,7 @@ async def login(s: Staff, request: Request) -> Response:
     old = request.cookies.get(COOKIE)
 
     def step(conn):
+        sessions.sweep(conn, at=at)
         outcome = signin.password_step(conn, email=email, password=password, ip=_ip(request),
                                        secret=s.settings.secret_key, at=at)
         if outcome.account is None:

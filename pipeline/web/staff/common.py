@@ -66,6 +66,9 @@ class Staff:
         self.web = web
         self.settings = ctx.settings
         self.secure = self.settings.site_url.startswith("https://")
+        from pipeline.web.static import asset_version
+
+        self.css_version = asset_version(Path(self.settings.templates_dir).resolve() / "web" / "static" / "staff.css")
 
     @property
     def content_dir(self) -> Path:
@@ -96,7 +99,8 @@ class Staff:
     def render(self, request: Request, template: str, values: dict | None = None, *, call: Call | None = None,
                status: int = 200) -> Response:
         return self.web.render(request, f"staff/{template}",
-                               {"me": call.account if call else None, "nav": _nav(call), **(values or {})},
+                               {"me": call.account if call else None, "nav": _nav(call),
+                                "staff_css_version": self.css_version, **(values or {})},
                                status=status)
 
     def page(self, request: Request, heading: str, paragraphs: list[str], links=(), *, call: Call | None = None,
