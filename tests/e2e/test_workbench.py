@@ -227,3 +227,38 @@ def test_admin_and_inbox_pages_are_accessible(staff_server, page):
     page.get_by_label("6-digit code").fill(totp.code_at(secret, datetime.now(UTC)))
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="Dashboard").wait_for()
+
+
+def test_a_conflict_is_shown_accessibly_and_the_preview_too(staff_server, browser):
+    """The same editor on two devices: the second save is told, and shown both texts."""
+    server = staff_server
+    first_ctx = browser.new_context(bypass_csp=True, viewport={"width": 1024, "height": 800})
+    second_ctx = browser.new_context(bypass_csp=True, viewport={"width": 1024, "height": 800})
+    first, second = first_ctx.new_page(), second_ctx.new_page()
+    for p in (first, second):
+        p.set_default_timeout(15000)
+        sign_in_by_keyboard(p, server, EDITOR)
+    first.goto(server.url + "/staff/articles/new")
+    first.get_by_label("Title", exact=True).fill("Resting when you feel tired")
+    first.get_by_label("Summary", exact=True).fill("Short rests can help with tiredness.")
+    first.get_by_label("Symptom management and supportive care").check()
+    first.get_by_label("Body (Markdown)").fill("Short rests can help.")
+    first.get_by_role("button", name="Preview as readers will see it").click()
+    first.get_by_text("Preview for staff").wait_for()
+    check_page(first, "preview")
+    first.go_back()
+    first.get_by_role("button", name="Save draft").click()
+    first.get_by_text("Saved.").wait_for()
+    second.goto(server.url + f"/staff/articles/{SLUG}/edit")
+    first.get_by_label("Body (Markdown)").fill("Short rests can help. The first device's sentence.")
+    first.get_by_role("button", name="Save draft").click()
+    first.get_by_text("Saved.").wait_for()
+    second.get_by_label("Body (Markdown)").fill("Short rests can help. The second device's sentence.")
+    second.get_by_role("button", name="Save draft").click()
+    second.get_by_role("heading", name="Someone else saved this article while you were editing").wait_for()
+    assert "The first device's sentence." in second.inner_text("section.conflict")
+    assert "The second device's sentence." in second.get_by_label("Body (Markdown)").input_value()
+    check_page(second, "conflict")
+    assert "first device" in (server.content / f"{SLUG}.md").read_text()
+    first_ctx.close()
+    second_ctx.close()
