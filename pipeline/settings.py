@@ -34,6 +34,7 @@ _ENV = {
     "web_rate_limits": "PIPELINE_WEB_RATE_LIMITS",
     "metrics": "PIPELINE_METRICS",
     "review_mode": "PIPELINE_REVIEW_MODE",
+    "staff_2fa": "PIPELINE_STAFF_2FA",
     "fetch_allow_private": "PIPELINE_FETCH_ALLOW_PRIVATE",
 }
 
@@ -71,6 +72,8 @@ class Settings:
     review_mode: str = "attested"
     # Let outside-feed fetches reach private and loopback addresses: for tests with a local server only.
     fetch_allow_private: bool = False
+    # A one-time code (TOTP) at staff login for reviewers and admins; "off" is for local trials only.
+    staff_2fa: bool = True
 
     def __repr__(self) -> str:
         # Keys never reach logs or tracebacks.
@@ -138,7 +141,7 @@ def _coerce(values: dict) -> dict:
             out["smtp_rate"] = float(out["smtp_rate"])
         except ValueError:
             raise ConfigError("PIPELINE_SMTP_RATE: must be a number of messages per second, such as 10") from None
-    for flag in ("sendgrid_tracking", "web_rate_limits", "metrics", "fetch_allow_private"):
+    for flag in ("sendgrid_tracking", "web_rate_limits", "metrics", "fetch_allow_private", "staff_2fa"):
         if flag in out and isinstance(out[flag], str):
             out[flag] = out[flag].strip().lower() in ("1", "true", "yes", "on")
     return out

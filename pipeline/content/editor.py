@@ -59,7 +59,7 @@ def new_article(content_dir: Path, *, title: str, topics: list[str], at: datetim
     return path
 
 
-def _set_fields(text: str, values: dict[str, str]) -> str:
+def set_fields(text: str, values: dict[str, str]) -> str:
     lines, start, end = frontmatter.split(text)
     pending = dict(values)
     for i in range(start, end):
@@ -87,7 +87,7 @@ def queue_article(content_dir: Path, slug: str, *, at: datetime, review: tuple[s
     values = {"status": "approved", "publish_at": at.isoformat()}
     if review is not None:
         values.update(reviewed_by=json.dumps(review[0], ensure_ascii=False), reviewed_on=review[1].isoformat())
-    new_text = _set_fields(text, values)
+    new_text = set_fields(text, values)
     topics, _ = load_topics(content_dir / "topics.yaml")
     article, problems = parse_article(new_text, slug=slug, path=str(path), topic_ids=frozenset(t.id for t in topics))
     errors = [p for p in problems if p.severity == "error"]

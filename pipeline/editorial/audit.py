@@ -19,6 +19,10 @@ from pipeline.store.tables import audit_log
 EVENTS = (
     "revision_created", "submitted", "approved", "attested", "changes_requested", "approval_refused", "scheduled",
     "went_live", "retracted", "staff_added", "staff_disabled", "staff_changed",
+    # Staff security events (the workbench's sign-in): never an email address, only the account or "unknown".
+    "login", "login_failed", "logout",
+    # The curation inbox, acted on in the workbench.
+    "inbox_promoted", "inbox_dismissed",
 )
 
 

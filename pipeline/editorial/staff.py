@@ -134,9 +134,11 @@ def set_totp(conn: Connection, email: str, secret: str | None, *, at: datetime, 
                  change="second factor on" if secret else "second factor off")
 
 
-def authenticate(conn: Connection, email: str, password: str, *, code: str | None, at: datetime) -> Account:
+def authenticate(conn: Connection, email: str, password: str, *, code: str | None, at: datetime,
+                 second_factor: bool = True) -> Account:
     """The account, once its password (and one-time code, where it has a second factor) is proved.
-    Raises AuthError. A hash made with older parameters is replaced on success."""
+    Raises AuthError. A hash made with older parameters is replaced on success.
+    ``second_factor=False``: the password only (the workbench asks for the code on a page of its own)."""
     row = conn.execute(select(staff).where(staff.c.email_key == _key(email))).first()
     if row is None:
         passwords.verify(passwords.hash_password("not-an-account-000"), password)  # same time as a real check
@@ -147,9 +149,24 @@ def authenticate(conn: Connection, email: str, password: str, *, code: str | Non
         raise AuthError("wrong password", account)
     if account.disabled:
         raise AuthError("the account is disabled", account)
-    if row.totp_secret and not (code and totp.verify(row.totp_secret, code, at=at)):
+    if second_factor and row.totp_secret and not (code and totp.verify(row.totp_secret, code, at=at)):
         raise AuthError("missing or wrong one-time code", account)
     if rehash:
         conn.execute(staff.update().where(staff.c.id == account.id)
                      .values(password_hash=passwords.hash_password(password)))
     return account
+
+
+def verify_code(conn: Connection, staff_id: int, code: str, *, at: datetime) -> bool:
+    """True when ``code`` is the account's current one-time code."""
+    secret = conn.execute(select(staff.c.totp_secret).where(staff.c.id == staff_id)).scalar_one_or_none()
+    return bool(secret) and totp.verify(secret, code, at=at)
+
+
+def stamp(conn: Connection, staff_id: int) -> str | None:
+    """A digest of the account's password hash (None when there is no such account): sessions keep it, so a
+    password change ends them."""
+    import hashlib
+
+    stored = conn.execute(select(staff.c.password_hash).where(staff.c.id == staff_id)).scalar_one_or_none()
+    return hashlib.sha256(stored.encode()).hexdigest() if stored else None

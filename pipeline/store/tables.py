@@ -262,6 +262,22 @@ audit_log = Table(
 )
 Index("ix_audit_log_slug", audit_log.c.slug, audit_log.c.id)
 Index("ix_audit_log_at", audit_log.c.at)
+
+# Staff sessions behind an opaque cookie: only the SHA-256 of the cookie's value is kept. stage: code (password
+# proved, one-time code to come), enrol (a second factor to set up) or full. ``stamp`` is a digest of the account's
+# password hash when the session began, so a password change ends it.
+staff_sessions = Table(
+    "staff_sessions", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("staff_id", Integer, nullable=False),
+    Column("stage", String(10), nullable=False),
+    Column("stamp", String(64), nullable=False),
+    Column("pending_secret", String(64)),  # base32, during enrolment only
+    Column("created_at", UTC_DT, nullable=False),
+    Column("last_seen_at", UTC_DT, nullable=False),
+    Column("password_at", UTC_DT, nullable=False),  # when the password was last entered (approval re-asks after 5 min)
+)
+Index("ix_staff_sessions_staff_id", staff_sessions.c.staff_id)
 # --- curation inbox (issue 16) ---------------------------------------------------------------------------------
 # Each watched source's fetch state and health, keyed by its id in content/sources.yaml.
 curation_sources = Table(

@@ -20,7 +20,7 @@ from pipeline import metrics
 from pipeline.delivery import issue_rows, ledger
 from pipeline.errors import PipelineError
 from pipeline.subscribers.tokens import Signer
-from pipeline.web import leaving, preferences, signup, webhooks
+from pipeline.web import leaving, preferences, signup, staff, webhooks
 from pipeline.web.handlers import Web
 from pipeline.web.limits import BodyLimit, BodyTooLarge
 from pipeline.web.security import Csrf, SecurityHeaders
@@ -112,6 +112,7 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
         Route("/stop/{token}", page(leaving.stop), methods=["POST"]),
         # Signed by SendGrid instead of carrying a CSRF token.
         *webhooks.routes(ctx, clock=clock),
+        staff.mount(ctx, web),  # the editors' workbench (pipeline/web/staff/)
         # The same stylesheet the feeds stage copies to public/static/, straight from its source.
         Mount("/static", app=PublicFiles(assets, cache_control="public, max-age=86400",
                                          not_found=not_found)),
