@@ -208,7 +208,9 @@ def sync_files(conn: Connection, articles: list[Article], *, present: set[str], 
         attestations = [r for r in mine if r.kind == "attested" and r.verdict == "approved"]
         approved = {r.revision for r in approvals(mine, mode)}
         if a.status == "approved" and rev.hash not in approved:
-            newest = max((r.reviewed_on for r in attestations), default=None)
+            # Later than every review of the article, of any kind: the review fields that `content queue` wrote after
+            # a reviewer's approval describe that approved text, never an edit made to the file afterwards.
+            newest = max((r.reviewed_on for r in mine), default=None)
             fresh = a.reviewed_by and a.reviewed_on and (newest is None or a.reviewed_on > newest)
             already = any(r.revision == rev.hash for r in attestations)
             if fresh and not already:

@@ -106,6 +106,25 @@ def test_attestation_covers_exactly_the_text_first_seen_with_it(engine):
     assert events == ["revision_created", "attested", "scheduled", "revision_created", "attested"]
 
 
+def test_an_edit_after_a_staff_approval_is_never_attested_by_the_review_fields_queue_wrote(engine):
+    """In attested mode: a reviewer approves a draft, `content queue` writes their name and date into the front
+    matter, and then someone edits the text by hand. Those review fields describe the approved text, not the edit:
+    the edit waits, and the approved text stays live."""
+    add_account(engine, "ada@example.org", "reviewer")
+    draft = article(status="review", reviewed_on="2026-10-01")
+    sync(engine, draft)
+    approve(engine, "resting-well", revision_of(draft).hash, "ada@example.org")
+    queued = article(reviewed_on=(AT + timedelta(hours=1)).date().isoformat())
+    assert sync(engine, queued).attested == []  # the staff approval already covers this text
+    assert live(engine)["resting-well"].body == "Rest when you need to."
+
+    edited = article("Rest when you need to. Take twice the dose.",
+                     reviewed_on=(AT + timedelta(hours=1)).date().isoformat())
+    report = sync(engine, edited)
+    assert report.attested == [] and [w[0] for w in report.waiting] == ["resting-well"]
+    assert live(engine)["resting-well"].body == "Rest when you need to."
+
+
 def test_staff_mode_counts_only_reviewer_accounts_and_check_lists_attestation_only_articles(engine, tmp_path,
                                                                                              monkeypatch, db_url):
     a = article()
