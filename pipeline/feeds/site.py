@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline.content.model import Article, Library
 from pipeline.content.render import body_html
+from pipeline.errors import ConfigError
 from pipeline.feeds import jsonfeed, writer
 from pipeline.feeds.bodies import PageJob, write_pages
 from pipeline.feeds.items import FORMATS, Entry, Site, feed_spec, select_feeds
@@ -96,6 +97,9 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
     """
     public_dir = Path(public_dir)
     templates_dir = Path(templates_dir)
+    if not (templates_dir / "web" / "static" / "site.css").is_file():
+        raise ConfigError(f"PIPELINE_TEMPLATES_DIR: {templates_dir} holds no web templates (web/static/site.css is "
+                          "missing); point it at the project's templates folder")
     site = Site.make(site_url, site_title, id_namespace)
     live = library.live(at)
 

@@ -357,3 +357,12 @@ def test_listing_links_every_live_article_under_each_of_its_topics(library, tmp_
         if article not in live:
             assert f"articles/{article.slug}.html" not in html
     assert 'href="articles.html"' in (tmp_path / "index.html").read_text()
+
+
+def test_a_missing_templates_folder_is_a_setting_to_fix_not_a_traceback(library, tmp_path):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^PIPELINE_TEMPLATES_DIR: .*nothere holds no web templates"):
+        build_site(library, at=AT, public_dir=tmp_path / "public", site_url="https://digest.example.org",
+                   templates_dir=tmp_path / "nothere")
+    assert not (tmp_path / "public").exists()
