@@ -97,7 +97,8 @@ class OutboxSender:
         now = self.clock()
         done.dropped = outbox.drop_stale(self.engine, now=now, max_age=self.give_up)
         if done.dropped:
-            log.warning("outbox: dropped %d message(s) not sent within %s", done.dropped, self.give_up,
+            log.warning("outbox: dropped %d message(s) not sent within %.0f hours", done.dropped,
+                        self.give_up.total_seconds() / 3600,
                         extra={"action": "outbox_dropped", "count": done.dropped})
         seen: set[int] = set()
         while not self._stop.is_set():
