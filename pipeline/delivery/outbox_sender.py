@@ -102,13 +102,15 @@ class OutboxSender:
                         extra={"action": "outbox_dropped", "count": done.dropped})
         seen: set[int] = set()
         while not self._stop.is_set():
-            claimed = [c for c in outbox.claim(self.engine, now=self.clock(), lease=self.lease, limit=self.batch)
-                       if c.id not in seen]
-            if not claimed:
-                break
+            claimed = outbox.claim(self.engine, now=self.clock(), lease=self.lease, limit=self.batch)
+            # A claimed message is always tried (skipping it would hold it for a whole lease). The pass ends once a
+            # claim brings nothing new, so a short backoff cannot keep one pass going for ever.
+            fresh = [c.id for c in claimed if c.id not in seen]
             for c in claimed:
                 seen.add(c.id)
                 self._one(c, done)
+            if not fresh:
+                break
         return done
 
     def _one(self, c: outbox.Claimed, done: Sent) -> None:

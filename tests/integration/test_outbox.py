@@ -218,3 +218,73 @@ def test_two_senders_never_send_one_message_twice(db_url, tmp_path):
     assert sorted(got) == sorted(f"r{i}@example.org" for i in range(120)), "a message was lost or sent twice"
     assert sum(r.sent for r in results) == 120
     assert all(r.sent > 0 for r in results), "one sender did all the work: the test proved nothing about claims"
+
+
+class FlakyRelay(smtp_server.SavingHandler):
+    """Drops 30% of connections (at MAIL), answers 421 to 10% of messages (at the end of DATA, nothing saved), and
+    drops every connection while ``down`` is set."""
+
+    def __init__(self, outdir, *, seed: int):
+        super().__init__(outdir)
+        import random
+
+        self.rng = random.Random(seed)
+        self.down = threading.Event()
+        self.dropped = self.busy = 0
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        with self.lock:
+            drop = self.down.is_set() or self.rng.random() < 0.30
+            self.dropped += drop
+        if drop:
+            server.transport.close()
+            return "421 closing"
+        return await super().handle_MAIL(server, session, envelope, address, mail_options)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        with self.lock:
+            busy = self.rng.random() < 0.10
+            self.busy += busy
+        if busy:
+            return "421 4.3.0 busy, try again later"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_200_signups_through_a_flaky_relay_each_get_one_confirmation(tmp_path, portal, made):
+    handler = FlakyRelay(tmp_path / "mail", seed=14)
+    relay = smtp_server.start(handler)
+    site = smtp_site(tmp_path, portal, f"sqlite:///{tmp_path}/web.db", relay.port)
+    made.append(site)
+    site.clock.at = datetime.now(UTC)
+    sender = OutboxSender(site.engine, site.settings, **FAST).start()
+    addresses = [f"reader{i:03d}@example.org" for i in range(200)]
+    started = time.monotonic()
+    try:
+        for i, address in enumerate(addresses):
+            if i == 80:
+                handler.down.set()  # the relay goes away for a stretch of 50 sign-ups
+            elif i == 130:
+                handler.down.clear()
+            r = site.signup(address, ip=f"192.0.2.{i % 200 + 1}")
+            assert r.status_code == 200 and "check your inbox" in r.page.lower(), r.page
+        try:
+            wait_for(lambda: len(recipients(handler)) >= 200 and all(row.state == "sent" for row in rows(site)), 45,
+                     "every confirmation")
+        except AssertionError:
+            with site.engine.connect() as conn:
+                st = outbox.status(conn)
+            raise AssertionError(f"{len(recipients(handler))} arrived; outbox {st.counts}, {st.reasons}") from None
+    finally:
+        sender.stop()
+        relay.stop()
+    elapsed = time.monotonic() - started
+    got = recipients(handler)
+    from collections import Counter
+
+    per_address = Counter(got)
+    assert set(per_address) == set(addresses), "a confirmation was lost"
+    assert max(per_address.values()) == 1, f"sent twice: {[a for a, n in per_address.items() if n > 1]}"
+    attempts = sum(row.attempts for row in rows(site))
+    print(f"\n200 sign-ups: {len(got)} confirmations, {handler.dropped} connections dropped, {handler.busy} answered "
+          f"421, {attempts} tries in all, {elapsed:.1f}s from the first sign-up to the last delivery")
+    assert handler.dropped > 60 and handler.busy > 5, "the relay was not flaky enough to prove anything"
