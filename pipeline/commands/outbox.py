@@ -45,14 +45,13 @@ def outbox_status(at: str | None) -> None:
 
 @outbox.command("send")
 def outbox_send() -> None:
-    """Send every message that is due now, once each, then report. Exits 1 if any is left waiting or failed.
-
-    Messages whose retry is not yet due are left for later (a later `outbox send`, or `pipeline run`)."""
+    """Try every pending message once now (those waiting for a retry too), then report. Exits 1 if any is left
+    waiting or failed. Messages older than 24 hours are dropped, never sent."""
     from pipeline.delivery import outbox as store
     from pipeline.delivery.outbox_sender import OutboxSender
 
     ctx = current()
-    done = OutboxSender(ctx.engine, ctx.settings).run_once()
+    done = OutboxSender(ctx.engine, ctx.settings).run_once(waiting_too=True)
     click.echo(f"sent {done.sent}, failed {done.failed}, to try again {done.retrying}, dropped {done.dropped}")
     for reason, n in Counter(done.failures).most_common():
         click.echo(f"  failed ({n}): {reason}")

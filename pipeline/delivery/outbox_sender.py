@@ -91,8 +91,9 @@ class OutboxSender:
         self._thread: threading.Thread | None = None
         self._setup_logged: str | None = None
 
-    def run_once(self) -> Sent:
-        """Drop what is too old, then try every message due now (in batches), once each."""
+    def run_once(self, *, waiting_too: bool = False) -> Sent:
+        """Drop what is too old, then try every message due now (in batches), once each. ``waiting_too``: also those
+        waiting for a retry (an operator who runs `outbox send` wants a try now)."""
         done = Sent()
         now = self.clock()
         done.dropped = outbox.drop_stale(self.engine, now=now, max_age=self.give_up)
@@ -102,7 +103,8 @@ class OutboxSender:
                         extra={"action": "outbox_dropped", "count": done.dropped})
         seen: set[int] = set()
         while not self._stop.is_set():
-            claimed = outbox.claim(self.engine, now=self.clock(), lease=self.lease, limit=self.batch)
+            claimed = outbox.claim(self.engine, now=self.clock(), lease=self.lease, limit=self.batch,
+                                   due_only=not waiting_too)
             # A claimed message is always tried (skipping it would hold it for a whole lease). The pass ends once a
             # claim brings nothing new, so a short backoff cannot keep one pass going for ever.
             fresh = [c.id for c in claimed if c.id not in seen]
