@@ -57,11 +57,12 @@ def parse(raw: bytes) -> EmailMessage:
     return msg
 
 
-def claim(engine: Engine, *, now: datetime, lease: timedelta, limit: int, due_only: bool = True) -> list[Claimed]:
+def claim(engine: Engine, *, now: datetime, lease: timedelta, limit: int, due_only: bool = True,
+          skip: frozenset[int] = frozenset()) -> list[Claimed]:
     """Take up to ``limit`` due messages for this sender until ``now + lease``. On PostgreSQL the rows are picked
     with FOR UPDATE SKIP LOCKED, so two senders never wait on or take the same one; on SQLite BEGIN IMMEDIATE
     serialises claims. The guarded UPDATE makes a claim hold on either even if a pick raced. ``due_only=False``
-    takes messages waiting for a retry too (an operator's `outbox send`)."""
+    takes messages waiting for a retry too (an operator's `outbox send`); ``skip``: ids this pass has tried."""
     token = secrets.token_hex(16)
     with engine.begin() as conn:
         pick = (select(t_out.c.id).where(t_out.c.state == "pending",
@@ -69,6 +70,8 @@ def claim(engine: Engine, *, now: datetime, lease: timedelta, limit: int, due_on
                 .order_by(t_out.c.due_at, t_out.c.id).limit(limit))
         if due_only:
             pick = pick.where(t_out.c.due_at <= now)
+        if skip:
+            pick = pick.where(t_out.c.id.not_in(sorted(skip)))
         if conn.dialect.name == "postgresql":
             pick = pick.with_for_update(skip_locked=True)
         ids = list(conn.execute(pick).scalars())

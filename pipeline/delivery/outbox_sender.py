@@ -36,6 +36,8 @@ CAP = timedelta(seconds=60)  # so a message goes out within about a minute of an
 GIVE_UP = timedelta(hours=24)
 LEASE = timedelta(minutes=5)  # a sender that dies mid-send frees its messages after this
 RETRY_AFTER_MAX = timedelta(hours=1)
+PASS_MAX = 2000  # messages tried in one pass at most (the ids tried are kept out of the pass's later claims)
+_NOT_ANSWERED = re.compile(r" has not answered for 0 seconds")
 _ADDRESS = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
 
 
@@ -102,17 +104,16 @@ class OutboxSender:
                         self.give_up.total_seconds() / 3600,
                         extra={"action": "outbox_dropped", "count": done.dropped})
         seen: set[int] = set()
-        while not self._stop.is_set():
+        # Each message once a pass, so a short backoff cannot keep one pass going for ever; the next pass (a poll
+        # later) takes what is due again. A very long pass stops early and lets the next one go on.
+        while not self._stop.is_set() and len(seen) < PASS_MAX:
             claimed = outbox.claim(self.engine, now=self.clock(), lease=self.lease, limit=self.batch,
-                                   due_only=not waiting_too)
-            # A claimed message is always tried (skipping it would hold it for a whole lease). The pass ends once a
-            # claim brings nothing new, so a short backoff cannot keep one pass going for ever.
-            fresh = [c.id for c in claimed if c.id not in seen]
+                                   due_only=not waiting_too, skip=frozenset(seen))
+            if not claimed:
+                break
             for c in claimed:
                 seen.add(c.id)
                 self._one(c, done)
-            if not fresh:
-                break
         return done
 
     def _one(self, c: outbox.Claimed, done: Sent) -> None:
@@ -130,7 +131,9 @@ class OutboxSender:
             done.retrying += 1
             return
         except (RelayUnavailable, DeliveryUnknown) as exc:
-            self._retry(c, done, reason=scrub(str(exc), c.message), asked=getattr(exc, "retry_after", None))
+            # The transactional path waits for nobody (patience 0): "has not answered for 0 seconds" means it did not.
+            reason = _NOT_ANSWERED.sub(" did not take it", scrub(str(exc), c.message))
+            self._retry(c, done, reason=reason, asked=getattr(exc, "retry_after", None))
             return
         except DeliveryError as exc:
             reason = scrub(str(exc), c.message)
