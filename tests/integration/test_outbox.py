@@ -289,3 +289,16 @@ def test_200_signups_through_a_flaky_relay_each_get_one_confirmation(tmp_path, p
     print(f"\n200 sign-ups: {len(got)} confirmations, {handler.dropped} connections dropped, {handler.busy} answered "
           f"421, {attempts} tries in all, {elapsed:.1f}s from the first sign-up to the last delivery")
     assert handler.dropped > 60 and handler.busy > 5, "the relay was not flaky enough to prove anything"
+
+
+def test_deleting_a_subscribers_data_drops_what_waits_for_them(tmp_path, portal, made):
+    from pipeline.subscribers import lifecycle, repository
+
+    site = smtp_site(tmp_path, portal, f"sqlite:///{tmp_path}/web.db", smtp_server.free_port())
+    made.append(site)
+    site.signup("hal@example.org")
+    sub_id = site.subscriber("hal@example.org").id
+    with site.engine.begin() as conn:
+        lifecycle.delete_data(conn, repository.get(conn, sub_id))
+    [row] = rows(site)
+    assert row.state == "dropped" and row.message is None
