@@ -39,35 +39,79 @@ def cli(env, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def start(command: str, env, tmp_path: Path, port: int) -> subprocess.Popen:
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", command, "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
+        time.sleep(0.1)
+
+
+def sign_up(port: int, address: str) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        page = client.get("/subscribe")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+        r = client.post("/subscribe", data={"csrf_token": csrf, "email": address, "name": "",
+                                            "topics": ["clinical-trials"], "cadence": "weekly",
+                                            "timezone": "America/Chicago"})
+    assert r.status_code == 200 and "check your inbox" in r.text.lower()
+
+
+def test_pipeline_run_delivers_a_confirmation_once_the_relay_is_back_without_any_command(tmp_path):
+    port, smtp_port = smtp_server.free_port(), smtp_server.free_port()  # the relay is down during the sign-up
+    env = env_for(tmp_path, port, smtp_port)
+    proc = start("run", env, tmp_path, port)
+    handler = smtp_server.SavingHandler(tmp_path / "mail")
+    relay = None
+    try:
+        sign_up(port, "ivy@example.org")
+        engine = create_engine(env["PIPELINE_DATABASE_URL"])
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # the sender in `pipeline run` has tried, and the relay did not take it
+                with engine.connect() as conn:
+                    row = conn.execute(select(tables.outbox)).one()
+                if row.attempts >= 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            engine.dispose()
+        assert row.state == "pending" and row.attempts >= 1
+        relay = smtp_server.start(handler, port=smtp_port)
+        up = time.monotonic()
+        while not handler.saved and time.monotonic() - up < 30:
+            time.sleep(0.05)
+        took = time.monotonic() - up
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        if relay is not None:
+            relay.stop()
+    assert len(handler.saved) == 1, (tmp_path / "server.log").read_text()
+    msg = email.message_from_bytes(handler.saved[0][1], policy=policy.default)
+    assert msg["To"].addresses[0].addr_spec == "ivy@example.org"
+    assert took < 15, f"the first retry came {took:.1f}s after the relay was back"
+
+
 def test_a_killed_web_worker_loses_no_confirmation_and_outbox_send_delivers_it(tmp_path):
     port, smtp_port = smtp_server.free_port(), smtp_server.free_port()  # nothing listens on smtp_port yet
     env = env_for(tmp_path, port, smtp_port)
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start("serve", env, tmp_path, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.1)
-        with httpx.Client(base_url=url) as client:
-            page = client.get("/subscribe")
-            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
-            r = client.post("/subscribe", data={"csrf_token": csrf, "email": "eve@example.org", "name": "",
-                                                "topics": ["clinical-trials"], "cadence": "weekly",
-                                                "timezone": "America/Chicago"})
-        assert r.status_code == 200 and "check your inbox" in r.text.lower()
+        sign_up(port, "eve@example.org")
     finally:
         os.kill(proc.pid, signal.SIGKILL)  # the worker dies right after answering
         proc.wait(timeout=10)
-        log.close()
 
     engine = create_engine(env["PIPELINE_DATABASE_URL"])
     try:
