@@ -87,6 +87,13 @@ def claim(engine: Engine, *, now: datetime, lease: timedelta, limit: int, due_on
                     message=parse(r.message)) for r in rows]
 
 
+def anything_pending(engine: Engine) -> bool:
+    """A read that takes no write lock: an idle sender polls with this, so on SQLite it never queues behind (or
+    holds up) a page's write while there is nothing to send."""
+    with engine.connect().execution_options(read_only=True) as conn:
+        return conn.execute(select(t_out.c.id).where(t_out.c.state == "pending").limit(1)).first() is not None
+
+
 def _mine(c: Claimed):
     return and_(t_out.c.id == c.id, t_out.c.lease_token == c.token, t_out.c.state == "pending")
 

@@ -97,6 +97,8 @@ class OutboxSender:
         """Drop what is too old, then try every message due now (in batches), once each. ``waiting_too``: also those
         waiting for a retry (an operator who runs `outbox send` wants a try now)."""
         done = Sent()
+        if not outbox.anything_pending(self.engine):
+            return done
         now = self.clock()
         done.dropped = outbox.drop_stale(self.engine, now=now, max_age=self.give_up)
         if done.dropped:
