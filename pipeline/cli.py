@@ -290,10 +290,16 @@ def digest_status(name: str, at: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Run the web app (subscribe, preferences, feeds, webhooks)."""
+    """Run the web app (subscribe, preferences, feeds, webhooks) and the outbox sender."""
+    from pipeline.delivery.outbox_sender import OutboxSender
     from pipeline.web.server import serve as run_server
 
-    run_server(_ctx(), host=host, port=port)
+    ctx = _ctx()
+    sender = OutboxSender(ctx.engine, ctx.settings).start()  # the pages only queue their email; this sends it
+    try:
+        run_server(ctx, host=host, port=port)
+    finally:
+        sender.stop()
 
 
 @cli.command()
@@ -356,6 +362,7 @@ from pipeline.commands import review as _review  # noqa: E402
 from pipeline.commands import staff as _staff  # noqa: E402
 from pipeline.commands.backup import backup as _backup  # noqa: E402
 from pipeline.commands.inbox import inbox as _inbox  # noqa: E402
+from pipeline.commands.outbox import outbox as _outbox  # noqa: E402
 from pipeline.commands.sources import sources as _sources  # noqa: E402
 
 cli.add_command(_backup)
@@ -366,6 +373,7 @@ content.add_command(_review.content_approve)
 content.add_command(_review.content_request_changes)
 cli.add_command(_sources)
 cli.add_command(_inbox)
+cli.add_command(_outbox)
 
 
 def main() -> None:

@@ -93,3 +93,4 @@ class RelayUnavailable(DeliveryHalted):
         self.where = where
         self.waited = waited
         self.in_doubt = in_doubt  # the request in hand may have been taken: its recipients are unknown, not waiting
+        self.retry_after: float | None = None  # seconds the server asked us to wait (429 Retry-After), if it said

@@ -18,6 +18,7 @@ OUTCOMES = frozenset({"sent", "failed", "unknown", "suppressed", "deferred"})
 WEBHOOK_TYPES = frozenset({"processed", "dropped", "delivered", "deferred", "bounce", "blocked", "open", "click",
                            "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe"})
 ROLES = ("active", "standby", "web-only")
+OUTBOX_STATES = ("pending", "sent", "failed", "dropped")
 
 _registry = CollectorRegistry(auto_describe=True)
 _messages = Counter("pipeline_messages", "Messages this process handed to its delivery backend, by outcome "
@@ -81,12 +82,33 @@ class _Issues:
         yield fire
 
 
-def exposition(latest_counts=None) -> bytes:
+class _Outbox:
+    """The outbox (emails that are not digests) by state, and the oldest pending message's age, read at scrape time."""
+
+    def __init__(self, read):
+        self._read = read
+
+    def collect(self):
+        counts, oldest_age = self._read()
+        depth = GaugeMetricFamily("pipeline_outbox_messages", "Messages in the outbox, by state.", labels=["state"])
+        for state in OUTBOX_STATES:
+            depth.add_metric([state], counts.get(state, 0))
+        yield depth
+        yield GaugeMetricFamily("pipeline_outbox_oldest_pending_age_seconds",
+                                "How long the oldest pending outbox message has waited (0 when none waits).",
+                                value=oldest_age or 0.0)
+
+
+def exposition(latest_counts=None, outbox=None) -> bytes:
     """This process's counters, then what ``latest_counts()`` reads from the database:
-    an iterable of (digest name, fire time, {state: count})."""
+    an iterable of (digest name, fire time, {state: count}); and what ``outbox()`` reads:
+    ({state: count}, the oldest pending message's age in seconds or None)."""
     body = generate_latest(_registry)
-    if latest_counts is not None:
+    if latest_counts is not None or outbox is not None:
         per_scrape = CollectorRegistry(auto_describe=False)
-        per_scrape.register(_Issues(latest_counts))
+        if latest_counts is not None:
+            per_scrape.register(_Issues(latest_counts))
+        if outbox is not None:
+            per_scrape.register(_Outbox(outbox))
         body += generate_latest(per_scrape)
     return body

@@ -355,8 +355,14 @@ class SendGridBackend:
                     raise self._http_error(status, exc) from None
                 # A 502/504 comes from a gateway that may have passed the request on: if the last answer is
                 # one, the batch in hand is unknown rather than waiting.
-                self.patience.wait(f"it answered {status}", in_doubt=status in (502, 504),
-                                   at_least=self.retry_delay(attempt, getattr(exc, "headers", None)))
+                headers = getattr(exc, "headers", None)
+                try:
+                    self.patience.wait(f"it answered {status}", in_doubt=status in (502, 504),
+                                       at_least=self.retry_delay(attempt, headers))
+                except RelayUnavailable as gone:
+                    # Whoever tries again later (the outbox sender) waits at least as long as SendGrid asked.
+                    gone.retry_after = _asked_delay(headers, now=self._clock())
+                    raise
                 continue
             except TimeoutError as exc:
                 self._timed_out()

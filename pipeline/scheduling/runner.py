@@ -167,6 +167,7 @@ def run_forever(ctx, *, host: str, port: int) -> None:
     """Serve the web app in the foreground until Ctrl-C/SIGTERM. Holding the scheduler lock, build the feeds and run
     the scheduler too; otherwise stand by and take over when the active one dies."""
     from pipeline import jobs
+    from pipeline.delivery.outbox_sender import OutboxSender
     from pipeline.scheduling.lock import SchedulerLock
     from pipeline.scheduling.standby import Leadership
     from pipeline.web.server import serve
@@ -192,7 +193,10 @@ def run_forever(ctx, *, host: str, port: int) -> None:
 
     leadership = Leadership(SchedulerLock(ctx.engine, ctx.settings.var_dir), start=start)
     leadership.begin()  # the lock before anything else: a standby builds nothing
+    # Active or standby, every run sends the outbox: leases keep two senders off one message.
+    sender = OutboxSender(ctx.engine, ctx.settings).start()
     try:
         serve(ctx, host=host, port=port)  # returns on SIGINT or SIGTERM
     finally:
+        sender.stop()
         leadership.close()

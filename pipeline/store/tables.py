@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -103,6 +104,29 @@ signup_requests = Table(
     sqlite_autoincrement=True,
 )
 Index("ix_signup_requests_subscriber", signup_requests.c.subscriber_id)
+
+# Every email that is not a digest, written in the same transaction as the change that causes it and sent by the
+# outbox sender (pipeline.delivery.outbox). state: pending | sent | failed | dropped. ``message`` (the whole MIME
+# message, which holds the address and signed links) is cleared once the message is sent, failed or dropped.
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("message", LargeBinary),
+    Column("subscriber_id", Integer),
+    Column("signup_request_id", Integer),  # a confirmation's sign-up: dropped with it after 24 hours unsent
+    Column("created_at", UTC_DT, nullable=False),
+    Column("due_at", UTC_DT, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", UTC_DT),  # a sender's claim; another may take the message once it has passed
+    Column("lease_token", String(32)),
+    Column("finished_at", UTC_DT),
+    Column("reason", String(300)),  # why it failed, was dropped, or why the last try did not go
+    sqlite_autoincrement=True,
+)
+Index("ix_outbox_state_due", outbox.c.state, outbox.c.due_at)
+Index("ix_outbox_subscriber", outbox.c.subscriber_id)
 
 issues = Table(
     "issues", metadata,

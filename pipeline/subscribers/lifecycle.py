@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline.delivery import outbox
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import issues as t_iss
 from pipeline.store.tables import signup_requests as t_req
@@ -333,6 +334,8 @@ def delete_data(conn: Connection, sub: Subscriber) -> None:
     """Delete the subscriber and their delivery records. Nothing is suppressed: they may come back."""
     conn.execute(delete(t_del).where(t_del.c.subscriber_id == sub.id))
     conn.execute(delete(t_req).where(t_req.c.subscriber_id == sub.id))
+    # Anything still waiting to be emailed to them holds their address: it goes too.
+    outbox.forget_subscriber(conn, sub.id, at=datetime.now(UTC))
     conn.execute(delete(t_sub).where(t_sub.c.id == sub.id))
     # With their ledger rows gone, no issue needs to know of their changes (the delete itself logged one).
     conn.execute(delete(t_changes).where(t_changes.c.subscriber_id == sub.id))

@@ -17,7 +17,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from pipeline import metrics
-from pipeline.delivery import issue_rows, ledger
+from pipeline.delivery import issue_rows, ledger, outbox
 from pipeline.errors import PipelineError
 from pipeline.subscribers.tokens import Signer
 from pipeline.web import leaving, preferences, signup, staff, webhooks
@@ -65,9 +65,15 @@ def create_app(ctx, *, clock: Callable[[], datetime] | None = None) -> Starlette
                                     if state in ledger.STATES})
                     for digest, fire, issue_id in issue_rows.latest_issues(conn)]
 
+    def outbox_depth():
+        with ctx.engine.connect() as conn:
+            st = outbox.status(conn)
+        return st.counts, st.oldest_age(web.now())
+
     async def metrics_page(_request):
         rows = await run_in_threadpool(latest_counts)
-        return Response(metrics.exposition(lambda: rows), media_type=metrics.CONTENT_TYPE,
+        depth = await run_in_threadpool(outbox_depth)
+        return Response(metrics.exposition(lambda: rows, lambda: depth), media_type=metrics.CONTENT_TYPE,
                         headers={"Cache-Control": "no-store"})
 
     async def not_found(scope, receive, send):

@@ -1,6 +1,6 @@
 """What every subscriber page shares: rendering, the common error pages, the form and token checks, and the database.
 
-Pages stay thin: parse the request, call the lifecycle, render a template, send mail after responding.
+Pages stay thin: parse the request, call the lifecycle and queue its email in one transaction, render a template.
 GET never changes state (link scanners follow every link), so every change is a POST behind a button.
 """
 
@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
@@ -24,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from pipeline.content.model import Library
-from pipeline.errors import PipelineError
+from pipeline.delivery import outbox
 from pipeline.feeds.items import ALL, Site, feed_links
 from pipeline.settings import Settings
 from pipeline.subscribers import lifecycle
@@ -216,22 +217,11 @@ class Web:
             "unsubscribe_url": self.url("/unsubscribe/" + self.signer.sign("unsubscribe", sub.id, sub.token_version)),
         }
 
-    def send(self, build: Callable[[datetime], object], kind: str) -> BackgroundTask:
-        """Send after the response is written, so known and unknown addresses answer alike and equally fast."""
-        at = self.now()
-
-        def run() -> None:
-            from pipeline.delivery.transactional import send_message
-
-            try:
-                send_message(self.settings, build(at))
-            except PipelineError as exc:
-                # The error text may quote the address (an SMTP refusal does), so it stays out of error logs.
-                log.error("could not send %s email (%s)", kind, type(exc).__name__,
-                          extra={"action": "transactional_failed"})
-                log.debug("transactional failure detail: %s", exc)
-
-        return BackgroundTask(run)
+    def queue(self, conn, msg: EmailMessage, *, at: datetime, subscriber_id: int | None = None,
+              signup_request_id: int | None = None) -> None:
+        """Write ``msg`` to the outbox inside the caller's transaction (``web.db``): it exists exactly when the change
+        that causes it does, and the outbox sender in `pipeline run` delivers it. A page never talks to a relay."""
+        outbox.enqueue(conn, msg, at=at, subscriber_id=subscriber_id, signup_request_id=signup_request_id)
 
     def parse_topics(self, values: list[str]) -> tuple[tuple[str, ...], str | None]:
         known = set(self.library.topic_ids)

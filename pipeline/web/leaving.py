@@ -130,9 +130,11 @@ async def deceased(web: Web, request: Request) -> Response:
         if not ratelimit.hit(conn, ratelimit.key_for(ratelimit.DECEASED_PER_ADDRESS, sub.email, secret=secret),
                              ratelimit.DECEASED_PER_ADDRESS, at=at):
             return "recent", None
+        stop_url = web.url("/stop/" + web.signer.sign("stop", sub.id, sub.token_version))
+        web.queue(conn, messages.stop_all(web.settings, sub, stop_url=stop_url, at=at), at=at, subscriber_id=sub.id)
         return "send", sub
 
-    result, sub = await web.db(work)
+    result, _sub = await web.db(work)
     log.info("deceased report handled", extra={"action": "deceased_report", "result": result})
     if result == "ip":
         return web.too_many(request)
@@ -143,15 +145,12 @@ async def deceased(web: Web, request: Request) -> Response:
             "week, so we haven't sent anything and nothing has changed.",
             "If email from us still reaches that inbox, the unsubscribe link at the bottom of any of our emails "
             "stops all of it at once."], [("/", "Go to the home page")])
-    stop_url = web.url("/stop/" + web.signer.sign("stop", sub.id, sub.token_version))
-    background = web.send(lambda sent_at: messages.stop_all(web.settings, sub, stop_url=stop_url, at=sent_at),
-                          "stop")
     return web.message(request, "We've sent one email to that address", [
         "We are so sorry for your loss.",
         "It has a single button that stops all email from us to that address. We haven't stopped anything yet: "
         "anyone could type an address here, so the button in that email decides.",
         "That is the only email this causes, and we won't contact you about it. You don't need to do anything else."],
-        [("/", "Go to the home page")], background=background)
+        [("/", "Go to the home page")])
 
 
 async def stop_page(web: Web, request: Request) -> Response:

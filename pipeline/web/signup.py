@@ -8,7 +8,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -95,12 +94,14 @@ async def subscribe(web: Web, request: Request) -> Response:
 
     def work(conn):
         lifecycle.expire_unconfirmed_in(conn, at)
-        return lifecycle.subscribe(conn, email=email, name=name, topics=topics, cadence=cadence,
-                                   timezone=timezone, at=at)
+        outcome = lifecycle.subscribe(conn, email=email, name=name, topics=topics, cadence=cadence,
+                                      timezone=timezone, at=at)
+        _queue_confirmation(web, conn, outcome, at)
+        return outcome
 
     outcome = await web.db(work)
     log.info("sign-up handled", extra={"action": "signup", "result": outcome.result})
-    return _check_inbox(web, request, email, _state(outcome), background=_confirmation_task(web, outcome))
+    return _check_inbox(web, request, email, _state(outcome))
 
 
 async def resend(web: Web, request: Request) -> Response:
@@ -116,9 +117,13 @@ async def resend(web: Web, request: Request) -> Response:
     at = web.now()
     if page := await _rate_limited(web, request, email, at, resent=True):
         return page
-    outcome = await web.db(lifecycle.request_confirmation, email=email, at=at)
-    return _check_inbox(web, request, email, _state(outcome), resent=True,
-                        background=_confirmation_task(web, outcome))
+    def work(conn):
+        outcome = lifecycle.request_confirmation(conn, email=email, at=at)
+        _queue_confirmation(web, conn, outcome, at)
+        return outcome
+
+    outcome = await web.db(work)
+    return _check_inbox(web, request, email, _state(outcome), resent=True)
 
 
 async def confirm_page(web: Web, request: Request) -> Response:
@@ -145,7 +150,18 @@ async def confirm(web: Web, request: Request) -> Response:
     claims, page = web.verified(request, "signup", token, max_age=CONFIRM_MAX_AGE)
     if page:
         return page
-    outcome = await web.db(lifecycle.confirm, claims, at=web.now())
+    at = web.now()
+    archive = _archive_url(web)
+
+    def work(conn):
+        outcome = lifecycle.confirm(conn, claims, at=at)
+        if outcome.send_welcome:
+            sub = outcome.subscriber
+            web.queue(conn, messages.welcome(web.settings, sub, library=web.library, archive_url=archive, at=at,
+                                             **web.links_for(sub)), at=at, subscriber_id=sub.id)
+        return outcome
+
+    outcome = await web.db(work)
     log.info("confirmation handled", extra={"action": "confirm", "result": outcome.result})
     if outcome.result == "suppressed":
         return web.message(request, "We can't send email to this address",
@@ -157,13 +173,7 @@ async def confirm(web: Web, request: Request) -> Response:
         return _signup_gone(web, request)
     sub = outcome.subscriber
     links = web.links_for(sub)
-    background = None
-    if outcome.send_welcome:
-        archive = _archive_url(web)
-        background = web.send(lambda at: messages.welcome(
-            web.settings, sub, library=web.library, archive_url=archive, at=at, **links), "welcome")
-    return web.render(request, "confirmed.html.j2",
-                      {"welcome": outcome.send_welcome, "cadence": sub.cadence, **links}, background=background)
+    return web.render(request, "confirmed.html.j2", {"welcome": outcome.send_welcome, "cadence": sub.cadence, **links})
 
 
 def _signup_page(web: Web, request: Request, form: dict, errors: dict, status: int = 200) -> HTMLResponse:
@@ -191,11 +201,10 @@ def _state(outcome: lifecycle.SignupOutcome) -> str:
             "missing": "missing"}.get(outcome.result, "missing")
 
 
-def _check_inbox(web: Web, request: Request, email: str, state: str, *, resent: bool = False,
-                 background: BackgroundTask | None = None) -> HTMLResponse:
+def _check_inbox(web: Web, request: Request, email: str, state: str, *, resent: bool = False) -> HTMLResponse:
     return web.render(request, "check_inbox.html.j2", {
         "email": email, "state": state, "resent": resent, "resend_value": _resend_codec(web).dumps(email),
-        "contact": web.settings.sender}, background=background)
+        "contact": web.settings.sender})
 
 
 def _signup_gone(web: Web, request: Request) -> HTMLResponse:
@@ -231,16 +240,17 @@ def _signup_limits(conn, secret: str, ip: str, email: str, at: datetime) -> str:
     return ""
 
 
-def _confirmation_task(web: Web, outcome: lifecycle.SignupOutcome) -> BackgroundTask | None:
+def _queue_confirmation(web: Web, conn, outcome: lifecycle.SignupOutcome, at: datetime) -> None:
+    """Queue the email a sign-up outcome calls for, in the sign-up's own transaction."""
     sub = outcome.subscriber
     if outcome.send_confirmation and sub is not None and outcome.request_id is not None:
         url = web.url("/confirm/" + web.signer.sign("signup", outcome.request_id, sub.token_version))
-        return web.send(lambda at: messages.confirmation(web.settings, sub, confirm_url=url, at=at), "confirm")
-    if outcome.send_reminder and sub is not None:
+        web.queue(conn, messages.confirmation(web.settings, sub, confirm_url=url, at=at), at=at,
+                  subscriber_id=sub.id, signup_request_id=outcome.request_id)
+    elif outcome.send_reminder and sub is not None:
         url = web.links_for(sub)["preferences_url"]
-        return web.send(lambda at: messages.already_subscribed(web.settings, sub, preferences_url=url, at=at),
-                        "already")
-    return None
+        web.queue(conn, messages.already_subscribed(web.settings, sub, preferences_url=url, at=at), at=at,
+                  subscriber_id=sub.id)
 
 
 def _archive_url(web: Web) -> str:

@@ -63,3 +63,33 @@ def test_metrics_count_what_was_sent_and_built_and_read_the_latest_issue(tmp_pat
     assert after[("pipeline_digest_latest_issue_recipients", (("digest", "weekly"), ("state", "pending")))] == 0
     assert after[("pipeline_scheduler_role", (("role", "web-only"),))] == 1
     assert not [key for key in after if any("@" in str(v) for _, v in key[1])]
+
+
+def test_metrics_show_the_outbox_depth_by_state_and_its_oldest_pending_age(tmp_path, database_url):
+    import email.message
+    from datetime import timedelta
+
+    from pipeline.delivery import outbox
+    from tests.integration.websupport import Clock
+
+    ctx = context(tmp_path, database_url, metrics=True)
+    clock = Clock()
+    try:
+        with ctx.engine.begin() as conn:
+            for i, age in enumerate((90, 30, 5)):
+                msg = email.message.EmailMessage()
+                msg["From"], msg["To"], msg["X-Pipeline-Kind"] = "n@example.org", f"o{i}@example.org", "confirm"
+                msg.set_content("hello")
+                outbox.enqueue(conn, msg, at=clock.at - timedelta(seconds=age))
+        with ctx.engine.begin() as conn:
+            conn.execute(outbox.t_out.update().where(outbox.t_out.c.created_at < clock.at - timedelta(seconds=60))
+                         .values(state="sent", message=None))
+        body = get(create_app(ctx, clock=clock), "/metrics").text
+    finally:
+        ctx.close()
+    got = samples(body)
+    assert got[("pipeline_outbox_messages", (("state", "pending"),))] == 2
+    assert got[("pipeline_outbox_messages", (("state", "sent"),))] == 1
+    assert got[("pipeline_outbox_messages", (("state", "failed"),))] == 0
+    assert got[("pipeline_outbox_oldest_pending_age_seconds", ())] == 30
+    assert "example.org" not in body

@@ -166,6 +166,7 @@ def test_international_addresses_are_encoded_correctly_in_the_confirmation(site)
 
     for address in ("josé@example.com", "user@bücher.example"):
         assert site.signup(address).status_code == 200
+    site.deliver()
     raw = [p.read_bytes() for p in sorted(Path(site.settings.outbox).glob("*.eml"))]
     to_lines = sorted(next(line for line in data.splitlines() if line.startswith(b"To: ")) for data in raw)
     assert to_lines == ["To: josé@example.com".encode(), b"To: user@xn--bcher-kva.example"]
@@ -223,6 +224,7 @@ def test_a_temporary_file_left_by_a_crash_does_not_stay_in_the_outbox(site):
     old = time.time() - 3600
     os.utime(stale, (old, old))
     assert site.signup("xavi@example.org").status_code == 200
+    site.deliver()
     assert not stale.exists(), "a crash's temporary file stayed in the outbox"
     assert fresh.exists(), "a file another process is writing now was removed"
     assert len(site.outbox()) == 1

@@ -123,7 +123,15 @@ class Site:
                 "timezone": "America/Chicago", **extra}
         return self.form_post("/subscribe", "/subscribe", data, ip=ip)
 
+    def deliver(self):
+        """What the outbox sender in `pipeline run` does: send every queued email that is due, at the site's clock."""
+        from pipeline.delivery.outbox_sender import OutboxSender
+
+        return OutboxSender(self.engine, self.settings, clock=self.clock).run_once()
+
     def outbox(self) -> list:
+        """The emails sent so far: the queue is delivered first, as the sender in `pipeline run` would."""
+        self.deliver()
         folder = Path(self.settings.outbox)
         if not folder.is_dir():
             return []
