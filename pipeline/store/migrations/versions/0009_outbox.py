@@ -2,14 +2,14 @@
 written in the same transaction as the change that causes it and sent by the outbox sender in `pipeline run`
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
