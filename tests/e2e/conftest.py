@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +71,15 @@ def server(tmp_path):
     })
     srv = Server(url=url, env=env, outbox=tmp_path / "outbox", public=tmp_path / "public", database_url=db)
     build_public(srv)
-    log = open(tmp_path / "server.log", "wb")
+    with serving(env, port, tmp_path / "server.log"):
+        yield srv
+
+
+@contextmanager
+def serving(env: dict, port: int, log_path):
+    """``pipeline serve`` on ``port`` until the block ends; fails the test, with its log, if it does not come up."""
+    url = f"http://127.0.0.1:{port}"
+    log = open(log_path, "wb")
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -82,9 +91,9 @@ def server(tmp_path):
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
+                pytest.fail("the server did not start:\n" + log_path.read_text())
             time.sleep(0.1)
-        yield srv
+        yield proc
     finally:
         proc.terminate()
         try:

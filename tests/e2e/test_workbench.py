@@ -9,17 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import feedparser
-import httpx
 import pytest
 
 from pipeline.editorial import totp
 
-from .conftest import ROOT, Server, free_port
+from .conftest import ROOT, Server, free_port, serving
 from .test_journey import check_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -54,29 +52,9 @@ def staff_server(tmp_path):
                                "--password-stdin"], input=PASSWORD + "\n", cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the server did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.1)
+    with serving(env, port, tmp_path / "server.log"):
         srv.content = content
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def sign_in_by_keyboard(page, server, email: str) -> None:

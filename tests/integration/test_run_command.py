@@ -21,6 +21,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "pipeline run did not come up"
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
     for name in ("content", "templates"):
@@ -33,15 +45,7 @@ def test_run_builds_feeds_serves_and_stops_cleanly(tmp_path, sig):
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "pipeline run did not come up"
-            time.sleep(0.2)
+        wait_until_up(proc, port)
         feed = httpx.get(f"http://127.0.0.1:{port}/feeds/all.atom.xml", timeout=5)
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/atom+xml")
         assert (tmp_path / "public" / "feeds" / "all.json").is_file()
@@ -75,15 +79,7 @@ def test_a_second_run_finds_the_lock_before_building_any_feed_and_stands_by(tmp_
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--port", str(port)], cwd=tmp_path,
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, "pipeline run did not come up"
-                time.sleep(0.2)
+            wait_until_up(proc, port)
             assert not (tmp_path / "public" / "feeds").exists(), "a standby built the feeds"
         finally:
             proc.send_signal(signal.SIGTERM)
