@@ -70,3 +70,23 @@ def sendgrid_site(tmp_path, portal):
               sendgrid_host="http://127.0.0.1:9")
     yield s
     _close(s, portal)
+
+
+@pytest.fixture
+def make_staff_site(tmp_path, portal):
+    """``make(review_mode)``: the app on a fresh SQLite database with its own content folder and one staff account
+    of each role (staffsupport.add_accounts)."""
+    from staffsupport import add_accounts, content_dir
+
+    made: list[Site] = []
+
+    def make(review_mode: str = "staff") -> Site:
+        s = _site(tmp_path, f"sqlite:///{tmp_path}/web.db", portal, content_dir=content_dir(tmp_path),
+                  review_mode=review_mode)
+        s.accounts = add_accounts(s)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        _close(s, portal)

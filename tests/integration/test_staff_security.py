@@ -30,14 +30,8 @@ SLUG = "resting-when-you-feel-tired"
 
 
 @pytest.fixture
-def ws(tmp_path, portal):
-    from conftest import _close, _site
-
-    s = _site(tmp_path, f"sqlite:///{tmp_path}/web.db", portal, content_dir=content_dir(tmp_path),
-              review_mode="staff")
-    s.accounts = add_accounts(s)
-    yield s
-    _close(s, portal)
+def ws(make_staff_site):
+    return make_staff_site("staff")
 
 
 def _form_for(path: str, ws) -> dict:

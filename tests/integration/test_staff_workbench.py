@@ -22,14 +22,8 @@ from pipeline.store import tables
 
 
 @pytest.fixture(params=["staff"])
-def ws(request, tmp_path, portal):
-    from conftest import _close, _site
-
-    s = _site(tmp_path, f"sqlite:///{tmp_path}/web.db", portal, content_dir=content_dir(tmp_path),
-              review_mode=request.param)
-    s.accounts = add_accounts(s)
-    yield s
-    _close(s, portal)
+def ws(request, make_staff_site):
+    return make_staff_site(request.param)
 
 
 def post(ws, page_url: str, action: str, data: dict, ip: str = "192.0.2.10"):

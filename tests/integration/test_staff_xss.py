@@ -8,7 +8,7 @@ import xml.dom.minidom
 from html.parser import HTMLParser
 
 import pytest
-from staffsupport import ADMIN, EDITOR, REVIEWER, add_accounts, article_form, content_dir, give_totp, login
+from staffsupport import ADMIN, EDITOR, REVIEWER, article_form, give_totp, login
 from websupport import csrf_of
 
 from pipeline.curation import inbox
@@ -54,14 +54,8 @@ def dangers(html: str) -> list[str]:
 
 
 @pytest.fixture
-def ws(tmp_path, portal):
-    from conftest import _close, _site
-
-    s = _site(tmp_path, f"sqlite:///{tmp_path}/web.db", portal, content_dir=content_dir(tmp_path),
-              review_mode="staff")
-    s.accounts = add_accounts(s)
-    yield s
-    _close(s, portal)
+def ws(make_staff_site):
+    return make_staff_site("staff")
 
 
 def hostile_form(**extra) -> dict:
