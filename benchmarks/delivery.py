@@ -116,7 +116,7 @@ def settings_for(url: str, workdir: Path, sink_url: str):
 
 def load(settings):
     from pipeline.content.loader import load_library
-    from pipeline.scheduling.schedule import require_schedule
+    from pipeline.schedules import require_schedule
 
     library, problems = load_library(settings.content_dir)
     errors = [p for p in problems if p.severity == "error"]

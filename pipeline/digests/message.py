@@ -14,7 +14,7 @@ from pipeline.delivery.backend import IssueMeta, Recipient, RenderedVariant
 from pipeline.delivery.mime import MessageTemplate
 from pipeline.digests.render import PREFERENCES, UNSUBSCRIBE, substitutions_for
 from pipeline.errors import ConfigError
-from pipeline.scheduling.schedule import Digest
+from pipeline.schedules import Digest
 from pipeline.settings import Settings
 from pipeline.subscribers.tokens import Signer, keyed_mac
 

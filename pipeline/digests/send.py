@@ -33,7 +33,7 @@ from pipeline.digests.plan import (
 )
 from pipeline.digests.render import DigestRenderer
 from pipeline.errors import DeliveryError, DeliveryHalted, DeliverySetupError, DeliveryUnknown, InputError
-from pipeline.scheduling.schedule import Schedule
+from pipeline.schedules import Schedule
 from pipeline.settings import Settings
 from pipeline.store.tables import subscribers as t_sub
 from pipeline.subscribers import repository

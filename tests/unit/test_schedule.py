@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pipeline.schedules import Job, load_schedule, parse_duration
 from pipeline.scheduling.runner import trigger_for
-from pipeline.scheduling.schedule import Job, load_schedule, parse_duration
 
 NY = ZoneInfo("America/New_York")
 
