@@ -164,7 +164,7 @@ def time_phases() -> dict[str, float]:
     import functools
 
     from pipeline.delivery import issue_rows, ledger, recovery
-    from pipeline.digests import send
+    from pipeline.digests import batches
 
     totals: dict[str, float] = {}
 
@@ -184,8 +184,8 @@ def time_phases() -> dict[str, float]:
     for name in ("claim_next", "post", "settle", "counts", "close_issue"):
         wrap(ledger, name, name)
     wrap(recovery, "recover_stale", "recover_stale")
-    wrap(send._BatchSender, "build", "build")
-    wrap(send._BatchSender, "deliver", "deliver")
+    wrap(batches.BatchSender, "build", "build")
+    wrap(batches.BatchSender, "deliver", "deliver")
     wrap(concurrent.futures.Future, "result", "wait (any thread)")
     return totals
 
