@@ -223,7 +223,7 @@ def baseline(url: str, workdir: Path, sink_url: str, sample: int = 2000) -> floa
 
 def floor(sink_url: str, workdir: Path, url: str, requests: int, recipients: int) -> float:
     """Post pre-serialised payloads of the real run's size to the sink: the transport and sink cost alone."""
-    from pipeline.delivery.sendgrid import BatchEncoder
+    from pipeline.delivery.sendgrid_payload import BatchEncoder
     from pipeline.digests.message import RecipientBuilder, issue_meta
     from pipeline.digests.plan import plan_issue
     from pipeline.digests.render import DigestRenderer

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.delivery.backend import Backend, Outcome, Recipient, RenderedVariant
+from pipeline.delivery.backend import Backend, Outcome, PreparesBatches, Recipient, RenderedVariant
 from pipeline.delivery.issue_ledger import Claim
 from pipeline.digests.batch_worker import BatchWorker, WorkerLost
 from pipeline.digests.message import RecipientBuilder
@@ -43,7 +43,7 @@ class BatchSender:
         self.backend, self.plan, self.meta = backend, plan, meta
         self.renderer, self.builder = renderer, builder
         self.rendered: dict[str, RenderedVariant] = {}
-        self._prepare = getattr(backend, "prepare_batch", None)
+        self._prepare = backend.prepare_batch if isinstance(backend, PreparesBatches) else None
         self.worker: BatchWorker | None = None
         self._lost: list[BatchWorker] = []  # workers that died, closed with the sender
         self.halt: DeliveryHalted | None = None  # set on the sending thread; the send then claims no more

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.content.model import Library
 from pipeline.delivery import issue_ledger
-from pipeline.delivery.backend import Backend
+from pipeline.delivery.backend import Backend, PreparesBatches
 from pipeline.delivery.issue_ledger import IssueLedger
 from pipeline.digests.batch_worker import BatchWorker
 from pipeline.digests.plan import IssuePlan, PlanEntry, issue_period, plan_by_topics, plan_issue
@@ -84,7 +84,7 @@ def open_or_resume(w: Window, *, settings: Settings, engine: Engine, library: Li
     """Fix the issue's recipients in the ledger on its first run; on a later one, recover what a crash left and
     re-plan the content for the recipients still to send."""
     planned: dict[str, IssuePlan] = {}
-    can_prepare = encode_in_worker is not False and hasattr(backend, "batch_preparer")
+    can_prepare = encode_in_worker is not False and isinstance(backend, PreparesBatches)
     early: list[BatchWorker] = []
 
     def plan_recipients(conn) -> issue_ledger.ByTopics:
