@@ -162,7 +162,9 @@ def load_schedule(path: Path, *, topic_ids: frozenset[str] | None = None) -> tup
     if not isinstance(raw_digests, dict):
         bad(_line_of(root, "digests", 1), "digests", "must be a mapping of digest names to {title, cadence, topics}")
         raw_digests = {}
+    named: set[str] = set()  # digests defined, well or badly: a job naming a bad one is not a second problem
     for name, spec in raw_digests.items():
+        named.add(str(name))
         line = _line_of(dnode, name, 1)
         field = f"digests.{name}"
         if not isinstance(spec, dict):
@@ -254,6 +256,8 @@ def load_schedule(path: Path, *, topic_ids: frozenset[str] | None = None) -> tup
             bad(line, f"{field}.misfire_grace", str(exc))
             continue
         digest = spec.get("digest")
+        if task == "send-digest" and digest not in digests and str(digest) in named:
+            continue  # its digest's own problem is reported
         if task == "send-digest" and digest not in digests:
             bad(line, f"{field}.digest", f"{digest!r} is not a digest defined under digests:")
             continue

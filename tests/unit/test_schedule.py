@@ -138,11 +138,13 @@ digests:
   sexagesimal: {title: "S", cadence: weekly, deliver_at: local, local_time: 8:00}
   stray: {title: "S", cadence: weekly, local_time: "08:00"}
   plain: {title: "P", cadence: weekly, deliver_at: schedule}
-jobs: []
+jobs:
+  - {id: t, task: send-digest, digest: typo, cron: "0 8 * * mon"}
 """
 
 
 def test_unknown_digest_keys_and_bad_delivery_values_are_refused_by_line_and_field(tmp_path):
+    """Each named once, where it is; the job sending a refused digest is not blamed for it."""
     path = tmp_path / "schedules.yaml"
     path.write_text(DIGEST_SETTINGS)
     schedule, problems = load_schedule(path)
