@@ -116,7 +116,7 @@ def settings_for(url: str, workdir: Path, sink_url: str):
 
 def load(settings):
     from pipeline.content.loader import load_library
-    from pipeline.scheduling.schedule import require_schedule
+    from pipeline.schedules import require_schedule
 
     library, problems = load_library(settings.content_dir)
     errors = [p for p in problems if p.severity == "error"]
@@ -164,7 +164,7 @@ def time_phases() -> dict[str, float]:
     import functools
 
     from pipeline.delivery import issue_rows, ledger, recovery
-    from pipeline.digests import send
+    from pipeline.digests import batches
 
     totals: dict[str, float] = {}
 
@@ -184,8 +184,8 @@ def time_phases() -> dict[str, float]:
     for name in ("claim_next", "post", "settle", "counts", "close_issue"):
         wrap(ledger, name, name)
     wrap(recovery, "recover_stale", "recover_stale")
-    wrap(send._BatchSender, "build", "build")
-    wrap(send._BatchSender, "deliver", "deliver")
+    wrap(batches.BatchSender, "build", "build")
+    wrap(batches.BatchSender, "deliver", "deliver")
     wrap(concurrent.futures.Future, "result", "wait (any thread)")
     return totals
 
@@ -223,7 +223,7 @@ def baseline(url: str, workdir: Path, sink_url: str, sample: int = 2000) -> floa
 
 def floor(sink_url: str, workdir: Path, url: str, requests: int, recipients: int) -> float:
     """Post pre-serialised payloads of the real run's size to the sink: the transport and sink cost alone."""
-    from pipeline.delivery.sendgrid import BatchEncoder
+    from pipeline.delivery.sendgrid_payload import BatchEncoder
     from pipeline.digests.message import RecipientBuilder, issue_meta
     from pipeline.digests.plan import plan_issue
     from pipeline.digests.render import DigestRenderer

@@ -35,7 +35,7 @@ from pipeline.digests.message import RecipientBuilder, issue_meta  # noqa: E402
 from pipeline.digests.plan import plan_issue  # noqa: E402
 from pipeline.digests.render import DigestRenderer  # noqa: E402
 from pipeline.digests.send import send_digest  # noqa: E402
-from pipeline.scheduling.schedule import Digest, Job, Schedule  # noqa: E402
+from pipeline.schedules import Digest, Job, Schedule  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.store.engine import make_engine  # noqa: E402
 from pipeline.store.tables import subscribers as t_sub  # noqa: E402

@@ -55,7 +55,7 @@ def check(at: str | None) -> None:
     """Validate content/ and schedules.yaml; print path:line: field: message for each problem."""
     from pipeline.content.checks import editorial_warnings
     from pipeline.content.frontmatter import parse as parse_fm
-    from pipeline.scheduling.schedule import load_schedule
+    from pipeline.schedules import load_schedule
 
     c = _ctx()
     when = parse_at(at)
@@ -124,7 +124,7 @@ def _list_review_due(within: str, when) -> None:
     from pipeline.content.checks import next_review_due
     from pipeline.editorial.checks import review_due
     from pipeline.errors import InputError
-    from pipeline.jobs import publishing_library
+    from pipeline.operations import publishing_library
 
     m = re.fullmatch(r"\s*(\d{1,4})\s*d?\s*", within)
     if not m:
@@ -160,7 +160,7 @@ def content_queue(slug: str, at: str) -> None:
     its current text, which is then written into reviewed_by and reviewed_on) and a source."""
     from pipeline.commands.review import queue_review
     from pipeline.content.editor import queue_article
-    from pipeline.jobs import record_content
+    from pipeline.operations import record_content
 
     c = _ctx()
     review = queue_review(c, slug)
@@ -179,7 +179,7 @@ def feeds() -> None:
 @click.option("--at", help=AT_HELP)
 def feeds_build(at: str | None) -> None:
     """Write feeds, article pages and index.html under PIPELINE_PUBLIC_DIR."""
-    from pipeline.jobs import build_feeds
+    from pipeline.operations import build_feeds
 
     report = build_feeds(_ctx(), at=parse_at(at))
     click.echo(report.summary())
@@ -243,7 +243,7 @@ def digest() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="HTML file to write.")
 def digest_preview(name: str, at: str | None, topics: str | None, out: Path) -> None:
     """Render the issue of NAME for the period containing --at, as one subscriber would see it."""
-    from pipeline.jobs import preview_digest
+    from pipeline.operations import preview_digest
 
     chosen = tuple(t.strip() for t in topics.split(";") if t.strip()) if topics else ()
     summary = preview_digest(_ctx(), name, at=parse_at(at), topics=chosen, out=out)
@@ -259,7 +259,7 @@ def digest_preview(name: str, at: str | None, topics: str | None, out: Path) -> 
                    "period has ended.")
 def digest_send(name: str, at: str | None, dry_run: bool, force: bool) -> None:
     """Send the issue of NAME for the latest fire time at or before --at. Safe to re-run."""
-    from pipeline.jobs import future_send_problem, send_digest
+    from pipeline.operations import future_send_problem, send_digest
 
     when = parse_at(at)
     if not dry_run and (problem := future_send_problem(name, at=when, now=datetime.now(UTC), force=force)):
@@ -279,7 +279,7 @@ def digest_send(name: str, at: str | None, dry_run: bool, force: bool) -> None:
 @click.option("--at", help=AT_HELP)
 def digest_status(name: str, at: str | None) -> None:
     """Show how many recipients of the issue of NAME are pending, in flight, sent, failed, suppressed or unknown."""
-    from pipeline.jobs import digest_status as status
+    from pipeline.operations import digest_status as status
 
     click.echo(status(_ctx(), name, at=parse_at(at)).summary())
 

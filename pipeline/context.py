@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from pipeline.content.loader import load_library
 from pipeline.content.model import Library
 from pipeline.errors import ContentError, InputError, Problem
-from pipeline.scheduling.schedule import Schedule, require_schedule
+from pipeline.schedules import Schedule, require_schedule
 from pipeline.settings import Settings
 
 log = logging.getLogger("pipeline")

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from pipeline.content.loader import load_library
 from pipeline.content.model import Library
-from pipeline.scheduling.schedule import Schedule, require_schedule
+from pipeline.schedules import Schedule, require_schedule
 from pipeline.settings import Settings
 from pipeline.store.engine import make_engine
 from pipeline.subscribers import repository

@@ -28,7 +28,7 @@ def _actor_for(c: Context, email: str | None) -> str | None:
 def content_import(as_email: str | None, at: str | None) -> None:
     """Record content/ as revisions: each file whose text matches no stored revision becomes a new one.
     Never changes a file. The feed job does the same before each build."""
-    from pipeline.jobs import record_content
+    from pipeline.operations import record_content
 
     c = current()
     report = record_content(c, at=parse_at(at), author=_actor_for(c, as_email))
@@ -41,7 +41,7 @@ def _current_revision(c: Context, slug: str, at) -> str:
     """The hash of the text in content/<slug>.md, recorded first; else the slug's newest stored revision."""
     from pipeline.editorial import record
     from pipeline.editorial.canonical import revision_of
-    from pipeline.jobs import record_content
+    from pipeline.operations import record_content
 
     record_content(c, at=at)
     article = next((a for a in c.library().articles if a.slug == slug), None)

@@ -21,7 +21,7 @@ def sources() -> None:
 @click.option("--at", help=AT_HELP)
 def sources_fetch(source_id: str | None, force: bool, at: str | None) -> None:
     """Fetch every watched source (or SOURCE_ID) into the inbox. Exits 1 if any source failed."""
-    from pipeline.jobs import fetch_sources
+    from pipeline.operations import fetch_sources
 
     report = fetch_sources(current(), at=parse_at(at), only=source_id, force=force)
     for result in report.results:

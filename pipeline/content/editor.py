@@ -7,10 +7,10 @@ import re
 from datetime import date, datetime
 from pathlib import Path
 
+from pipeline.atomic_files import write_atomic
 from pipeline.content import frontmatter, placeholders
 from pipeline.content.loader import SLUG_RE, load_topics, parse_article
 from pipeline.errors import ContentError, InputError, NotFound, Problem
-from pipeline.fsio import write_atomic
 
 _TOP_KEY = re.compile(r"^([A-Za-z_][\w-]*)\s*:")
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.atomic_files import write_atomic
 from pipeline.content.loader import SLUG_RE
 from pipeline.curation.inbox import Candidate
 from pipeline.curation.sources import WatchedSource
 from pipeline.errors import InputError
-from pipeline.fsio import write_atomic
 
 BODY = """Write here, in short sentences and everyday words, what this news means for people living with MBC.
 Explain each medical term the first time you use it. Say what is not yet known.

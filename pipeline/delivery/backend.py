@@ -7,9 +7,10 @@ placeholders (``-unsubscribe_url-``…); each recipient brings the values for th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 from types import MappingProxyType
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -68,3 +69,28 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PreparesBatches(Protocol):
+    """A backend that can encode a batch's requests ahead of sending them, here or in a worker process."""
+
+    def prepare_batch(self, issue: IssueMeta, variant: RenderedVariant, recipients: Sequence[Recipient],
+                      batch_id: str) -> object:
+        """The requests for ``recipients``, ready for ``send_prepared``; nothing sent."""
+        ...
+
+    def send_prepared(self, prepared: object) -> list[Outcome]:
+        """Send what ``prepare_batch`` (or its ``batch_preparer``) made; the same contract as ``send_batch``."""
+        ...
+
+    def batch_preparer(self) -> Callable[[IssueMeta, RenderedVariant, Sequence[Recipient], str], object]:
+        """What ``prepare_batch`` does, as a picklable object without the connection to the provider."""
+        ...
+
+
+@runtime_checkable
+class SendsMessages(Protocol):
+    """A backend that can send one whole transactional message (confirmation, welcome)."""
+
+    def send_message(self, msg: EmailMessage) -> None: ...

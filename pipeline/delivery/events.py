@@ -24,6 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from pipeline.delivery.sendgrid_spec import ARG_ISSUE, ARG_RECIPIENT
 from pipeline.errors import ConfigError
 from pipeline.store.tables import deliveries as t_del
 from pipeline.store.tables import subscribers as t_sub
@@ -39,7 +40,7 @@ MAX_AGE = timedelta(minutes=10)
 SUPPRESSING = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"})
 # Events that only tell the ledger how a message fared.
 LEDGER_ONLY = frozenset({"processed", "delivered", "deferred"})
-ARG_ISSUE, ARG_RECIPIENT = "mbc_issue", "mbc_rid"
+
 
 
 class SignatureError(Exception):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.delivery.backend import Backend
+from pipeline.delivery.backend import Backend, SendsMessages
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
@@ -44,12 +44,11 @@ def send_transactional(settings: Settings, msg) -> None:
     """One transactional EmailMessage through the configured backend's ``send_message``. A relay that does not
     answer fails it at once (someone may be waiting on a page for it)."""
     backend = make_backend(settings, patience=0)
-    send = getattr(backend, "send_message", None)
-    if send is None:
+    if not isinstance(backend, SendsMessages):
         from pipeline.errors import DeliveryError
 
         raise DeliveryError(f"PIPELINE_DELIVERY={settings.delivery}: this backend cannot send transactional mail")
     try:
-        send(msg)
+        backend.send_message(msg)
     finally:
         backend.close()

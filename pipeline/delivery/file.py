@@ -12,10 +12,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.atomic_files import write_atomic
 from pipeline.delivery.backend import IssueMeta, Outcome, Recipient, RenderedVariant
 from pipeline.delivery.memory import TemplateCache
 from pipeline.errors import DeliveryError
-from pipeline.fsio import write_atomic
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 # A temporary file write_atomic makes is renamed within milliseconds; one this old was left by a crash.

@@ -145,7 +145,3 @@ def _merge(parts: list[bytes | str]) -> list[bytes | str]:
             out.append(p)
     return out
 
-
-def render_message(issue: IssueMeta, variant: RenderedVariant, recipient: Recipient) -> bytes:
-    """One message; build a MessageTemplate yourself to send one variant to many recipients."""
-    return MessageTemplate(issue, variant).render(recipient)

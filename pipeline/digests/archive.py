@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from pipeline.atomic_files import write_atomic
 from pipeline.digests.message import example_substitutions
 from pipeline.digests.plan import IssuePlan, generic_variant
 from pipeline.digests.render import DigestRenderer, date_label
-from pipeline.fsio import write_atomic
-from pipeline.scheduling.schedule import Schedule
+from pipeline.schedules import Schedule
 from pipeline.settings import Settings
 
 _ISSUE_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.html$")

@@ -27,7 +27,7 @@ from datetime import datetime
 
 from pipeline.delivery.backend import IssueMeta, RenderedVariant
 from pipeline.digests.message import RecipientBuilder
-from pipeline.scheduling.schedule import Digest
+from pipeline.schedules import Digest
 from pipeline.settings import Settings
 
 # (variant key, the rendered variant the first time this key is sent, else None, [(subscriber_id, email, version)])

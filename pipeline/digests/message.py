@@ -10,11 +10,10 @@ import hashlib
 import re
 from datetime import UTC, datetime
 
-from pipeline.delivery.backend import IssueMeta, Recipient, RenderedVariant
-from pipeline.delivery.mime import MessageTemplate
+from pipeline.delivery.backend import IssueMeta, Recipient
 from pipeline.digests.render import PREFERENCES, UNSUBSCRIBE, substitutions_for
 from pipeline.errors import ConfigError
-from pipeline.scheduling.schedule import Digest
+from pipeline.schedules import Digest
 from pipeline.settings import Settings
 from pipeline.subscribers.tokens import Signer, keyed_mac
 
@@ -84,7 +83,3 @@ def example_substitutions(settings: Settings) -> dict[str, str]:
     site = settings.site_url.rstrip("/")
     return substitutions_for(unsubscribe_url=f"{site}/subscribe", preferences_url=f"{site}/subscribe")
 
-
-def message_bytes(issue: IssueMeta, variant: RenderedVariant, recipient: Recipient) -> bytes:
-    """One complete RFC 5322 message. For many recipients, reuse a MessageTemplate."""
-    return MessageTemplate(issue, variant).render(recipient)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from pipeline.content.model import Article, Library
-from pipeline.scheduling.schedule import Digest, Job
+from pipeline.schedules import Digest, Job
 from pipeline.subscribers.model import effective_topics, split_topics
 
 

@@ -21,7 +21,7 @@ from pipeline.content.model import Article, Library
 from pipeline.delivery.backend import RenderedVariant
 from pipeline.digests.plan import IssuePlan, Variant
 from pipeline.errors import ConfigError
-from pipeline.scheduling.schedule import Digest
+from pipeline.schedules import Digest
 from pipeline.settings import Settings
 
 UNSUBSCRIBE = "-unsubscribe_url-"

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from pipeline.atomic_files import write_atomic
 from pipeline.content import editor
 from pipeline.content.loader import SLUG_RE, load_topics, parse_article
 from pipeline.content.model import Article
 from pipeline.editorial import audit, record, staff
 from pipeline.editorial.canonical import revision_of
 from pipeline.errors import InputError, NotFound, Problem
-from pipeline.fsio import write_atomic
 
 _write_lock = threading.Lock()  # one writer per process between reading a file's revision and replacing it
 

@@ -14,11 +14,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.atomic_files import write_atomic
 from pipeline.content.model import Article, Library
 from pipeline.content.render import body_html
-from pipeline.feeds.items import Site
+from pipeline.feeds.model import Site
 from pipeline.feeds.pages import Pages, environment
-from pipeline.fsio import write_atomic
 
 PARALLEL_MIN = 400  # below this, starting processes costs more than it saves
 

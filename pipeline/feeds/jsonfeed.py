@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from pipeline.feeds.items import Entry, FeedSpec
+from pipeline.feeds.model import Entry, FeedSpec
 
 VERSION = "https://jsonfeed.org/version/1.1"
 

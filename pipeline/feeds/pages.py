@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from pipeline.content.checks import next_review_due
 from pipeline.content.model import Article, Library
-from pipeline.feeds.items import ALL, Site, feed_links, long_date, utc
+from pipeline.feeds.model import ALL, Site, feed_links, long_date, utc
 
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                                "\u2028": "\\u2028", "\u2029": "\\u2029"})

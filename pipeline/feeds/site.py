@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.atomic_files import write_atomic
 from pipeline.content.model import Article, Library
 from pipeline.content.render import body_html
 from pipeline.errors import ConfigError
-from pipeline.feeds import jsonfeed, writer
+from pipeline.feeds import jsonfeed, rss_atom
 from pipeline.feeds.bodies import PageJob, write_pages
-from pipeline.feeds.items import FORMATS, Entry, Site, feed_spec, select_feeds
+from pipeline.feeds.model import FORMATS, Entry, Site, feed_spec, select_feeds
 from pipeline.feeds.pages import Pages, environment
-from pipeline.fsio import write_atomic
 
 # Bump when the code changes its output, so the next build redoes everything.
 CODE_VERSION = "feeds-4"
@@ -170,12 +170,12 @@ def build_site(library: Library, *, at: datetime, public_dir: Path, site_url: st
             put(articles_dir / name, withdrawn, "withdrawn")
 
     entries: dict[str, Entry] = {}
-    entry_cache = writer.EntryCache()
+    entry_cache = rss_atom.EntryCache()
     for name, articles in feed_todo:
         spec = feed_spec(name, articles, site=site, library=library, render=render, entries=entries)
         feeds_dir = public_dir / "feeds"
-        put(feeds_dir / f"{name}.rss.xml", writer.rss_bytes(spec, entry_cache), "feeds")
-        put(feeds_dir / f"{name}.atom.xml", writer.atom_bytes(spec, entry_cache), "feeds")
+        put(feeds_dir / f"{name}.rss.xml", rss_atom.rss_bytes(spec, entry_cache), "feeds")
+        put(feeds_dir / f"{name}.atom.xml", rss_atom.atom_bytes(spec, entry_cache), "feeds")
         put(feeds_dir / f"{name}.json", jsonfeed.json_bytes(spec), "feeds")
     written["unchanged"] += 3 * (len(feed_names) - len(feed_todo))
 

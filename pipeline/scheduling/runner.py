@@ -20,7 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 
-from pipeline.scheduling.schedule import Job, Schedule
+from pipeline.schedules import Job, Schedule
 from pipeline.scheduling.tasks import STOPPING
 
 log = logging.getLogger("pipeline.scheduling")
@@ -166,14 +166,14 @@ def next_runs(scheduler: BackgroundScheduler) -> dict[str, datetime | None]:
 def run_forever(ctx, *, host: str, port: int) -> None:
     """Serve the web app in the foreground until Ctrl-C/SIGTERM. Holding the scheduler lock, build the feeds and run
     the scheduler too; otherwise stand by and take over when the active one dies."""
-    from pipeline import jobs
+    from pipeline import operations
     from pipeline.delivery.outbox_sender import OutboxSender
     from pipeline.scheduling.lock import SchedulerLock
     from pipeline.scheduling.standby import Leadership
     from pipeline.web.server import serve
 
     def start() -> Callable[[], None]:
-        report = jobs.build_feeds(ctx, at=datetime.now(UTC))
+        report = operations.build_feeds(ctx, at=datetime.now(UTC))
         log.info("feeds: %s", report.summary(), extra={"action": "feeds_built"})
         scheduler = make_scheduler(ctx.engine, ctx.schedule)
         resume_unfinished(scheduler, ctx.engine, ctx.schedule, now=datetime.now(UTC))

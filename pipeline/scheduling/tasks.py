@@ -18,7 +18,7 @@ def run_task(job_id: str, at_iso: str | None = None) -> dict | None:
 
     Returns, for a digest issue left with waiting recipients, what the runner needs to retry it:
     ``{"job", "digest", "fire_at", "waiting"}``; else None."""
-    from pipeline import jobs
+    from pipeline import operations
     from pipeline.context import Context
     from pipeline.errors import PipelineError
     from pipeline.settings import load_settings
@@ -31,14 +31,14 @@ def run_task(job_id: str, at_iso: str | None = None) -> dict | None:
             log.warning("job %s is no longer in schedules.yaml; nothing to do", job_id, extra={"action": "job_unknown"})
             return None
         if job.task == "build-feeds":
-            report = jobs.build_feeds(ctx, at=at)
+            report = operations.build_feeds(ctx, at=at)
             log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})
             return None
         if job.task == "fetch-sources":
-            report = jobs.fetch_sources(ctx, at=at)
+            report = operations.fetch_sources(ctx, at=at)
             log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})
             return None
-        report = jobs.send_digest(ctx, job.digest, at=at, stop=STOPPING)
+        report = operations.send_digest(ctx, job.digest, at=at, stop=STOPPING)
         log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})
         for line in report.problems:
             log.warning("job %s: %s", job_id, line, extra={"action": "job_unfinished", "job": job_id})

@@ -165,3 +165,13 @@ def counts_by_status(conn: Connection) -> dict[str, int]:
 
 __all__ = ["get", "get_by_email", "upsert", "all_subscribers", "export_rows", "eligible", "eligible_selection", "eligible_topic_counts",
            "mailable_contacts", "still_mailable_ids", "suppress", "unsuppress", "suppression_of", "is_suppressed", "suppression_list", "counts_by_status"]
+
+
+def topics_by_id(conn: Connection, ids: list[int]) -> list[tuple[int, tuple[str, ...]]]:
+    """(id, topics) of each of ``ids`` that exists, in id order."""
+    out: list[tuple[int, tuple[str, ...]]] = []
+    for i in range(0, len(ids), 1000):
+        rows = conn.execute(select(t_sub.c.id, t_sub.c.topics).where(t_sub.c.id.in_(ids[i:i + 1000])))
+        out.extend((sid, split_topics(topics)) for sid, topics in rows)
+    out.sort()
+    return out

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse
 
 from pipeline.content.model import Library
 from pipeline.delivery import outbox
-from pipeline.feeds.items import ALL, Site, feed_links
+from pipeline.feeds.model import ALL, Site, feed_links
 from pipeline.settings import Settings
 from pipeline.subscribers import lifecycle
 from pipeline.subscribers.model import Subscriber

@@ -14,7 +14,7 @@ import pytest
 from pipeline.delivery.backend import IssueMeta, RenderedVariant
 from pipeline.digests import batch_worker
 from pipeline.digests.batch_worker import BatchWorker, WorkerLost
-from pipeline.scheduling.schedule import Digest
+from pipeline.schedules import Digest
 
 FIRE = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
 META = IssueMeta(digest="weekly", issue_id=1, fire_at=FIRE, sender="MBC Digest <digest@example.org>",

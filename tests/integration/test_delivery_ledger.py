@@ -14,7 +14,8 @@ from sqlalchemy import select, text, update
 
 from pipeline.delivery import issue_rows, ledger, recovery
 from pipeline.delivery.backend import Outcome
-from pipeline.delivery.sendgrid import NON_ASCII_ADDRESS, SendGridBackend
+from pipeline.delivery.sendgrid import SendGridBackend
+from pipeline.delivery.sendgrid_spec import NON_ASCII_ADDRESS
 from pipeline.digests.send import send_digest
 from pipeline.store.engine import make_engine
 from pipeline.store.tables import deliveries, delivery_posts, subscribers

@@ -81,7 +81,7 @@ def test_a_forced_future_send_sends_but_leaves_the_period_open_until_it_ends(pro
     assert "The issue is complete" not in result.output
     # A run after the period has ended (the scheduler's) completes it, sending nothing twice.
     from pipeline.content.loader import load_library
-    from pipeline.scheduling.schedule import require_schedule
+    from pipeline.schedules import require_schedule
 
     library, _ = load_library(tmp / "content")
     schedule = require_schedule(FIXTURES / "digest_schedules.yaml", topic_ids=frozenset(library.topic_ids))

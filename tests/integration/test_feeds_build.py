@@ -15,7 +15,7 @@ import pytest
 from pipeline.content.loader import load_library
 from pipeline.content.model import Library
 from pipeline.feeds import build_site
-from pipeline.feeds.items import Site
+from pipeline.feeds.model import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "content"

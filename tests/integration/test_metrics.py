@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import jobs
+from pipeline import operations
 from pipeline.context import Context
 from pipeline.web.app import create_app
 from tests.integration.websupport import make_settings
@@ -47,8 +47,8 @@ def test_metrics_count_what_was_sent_and_built_and_read_the_latest_issue(tmp_pat
         before = samples(get(app, "/metrics").text)
         sent_key = ("pipeline_messages_total", (("backend", "file"), ("kind", "digest"), ("outcome", "sent")))
 
-        jobs.build_feeds(ctx, at=AT)
-        jobs.send_digest(ctx, "weekly", at=AT, progress=False)
+        operations.build_feeds(ctx, at=AT)
+        operations.send_digest(ctx, "weekly", at=AT, progress=False)
         response = get(app, "/metrics")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")

@@ -14,8 +14,8 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from sqlalchemy import select
 
+from pipeline.schedules import load_schedule
 from pipeline.scheduling.runner import TASK_REF, Retrier, make_scheduler, retry_delay
-from pipeline.scheduling.schedule import load_schedule
 from pipeline.scheduling.tasks import STOPPING
 from pipeline.store.engine import make_engine
 from pipeline.store.tables import deliveries, issues

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from pipeline.schedules import load_schedule
 from pipeline.scheduling.lock import SchedulerLock
 from pipeline.scheduling.runner import make_scheduler, resume_unfinished
-from pipeline.scheduling.schedule import load_schedule
 from pipeline.store.engine import make_engine
 from pipeline.store.tables import issues
 from tests.support.db import add_issue, add_subscribers

@@ -199,7 +199,7 @@ def test_approval_asks_for_the_password_after_five_minutes(ws):
 @pytest.mark.parametrize("ws", ["staff", "attested"], indirect=True)
 def test_an_edit_after_approval_waits_and_the_feed_keeps_the_approved_text(ws):
     """In attested mode too: a saved text never carries a review, so it cannot pass as attested."""
-    from pipeline.jobs import build_feeds
+    from pipeline.operations import build_feeds
 
     _submit(ws, publish_at="2026-11-01T09:00")  # a past time: as soon as it is approved
     give_totp(ws, REVIEWER)

@@ -68,7 +68,7 @@ def hostile_form(**extra) -> dict:
 
 
 def test_hostile_text_is_inert_on_every_page(ws):
-    from pipeline.jobs import build_feeds
+    from pipeline.operations import build_feeds
 
     pages: dict[str, str] = {}
     login(ws, EDITOR)

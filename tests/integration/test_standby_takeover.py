@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from pipeline.scheduling.schedule import require_schedule
+from pipeline.schedules import require_schedule
 from pipeline.store.engine import make_engine
 from tests.integration.test_delivery_crash import check_counts, cli_env, ledger_rows
 from tests.integration.test_run_command import free_port

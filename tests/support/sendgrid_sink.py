@@ -15,7 +15,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pipeline.delivery.sendgrid import (
+from pipeline.delivery.sendgrid_spec import (
     FORBIDDEN_HEADERS,
     MAX_CATEGORIES,
     MAX_CATEGORY_LENGTH,

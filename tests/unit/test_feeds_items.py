@@ -4,7 +4,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from pipeline.content.model import Article, Library, Source, Topic
-from pipeline.feeds.items import EMPTY_FEED_UPDATED, Site, content_html, feed_spec, select_feeds
+from pipeline.feeds.model import EMPTY_FEED_UPDATED, Site, content_html, feed_spec, select_feeds
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TOPICS = (Topic(id="a", title="Topic A", description="About A."), Topic(id="b", title="Topic B", description="About B."))

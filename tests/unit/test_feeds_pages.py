@@ -7,7 +7,7 @@ from pathlib import Path
 from pipeline.content.model import Article, Library, Source, Topic
 from pipeline.content.render import body_html
 from pipeline.feeds.bodies import PageJob, write_pages
-from pipeline.feeds.items import Site
+from pipeline.feeds.model import Site
 from pipeline.feeds.pages import script_json
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

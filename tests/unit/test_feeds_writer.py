@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import feedparser
 import pytest
 
-from pipeline.feeds import jsonfeed, writer
-from pipeline.feeds.items import Entry, FeedSpec, Site, feed_links
+from pipeline.feeds import jsonfeed, rss_atom
+from pipeline.feeds.model import Entry, FeedSpec, Site, feed_links
 
 SITE = Site.make("https://digest.example.org", "MBC Digest")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -30,7 +30,7 @@ def spec(entries) -> FeedSpec:
 ORDERED = [entry("c", 30), entry("b", 20), entry("a", 10)]
 
 
-@pytest.mark.parametrize("make", [writer.rss_bytes, writer.atom_bytes])
+@pytest.mark.parametrize("make", [rss_atom.rss_bytes, rss_atom.atom_bytes])
 def test_feedgen_output_keeps_our_order_not_prepended(make):
     parsed = feedparser.parse(make(spec(ORDERED)))
     assert parsed.bozo == 0
@@ -44,18 +44,18 @@ def test_json_feed_keeps_order_and_required_fields():
     assert data["items"][0]["tags"] == ["Topic A"] and "authors" not in data["items"][0]
 
 
-@pytest.mark.parametrize("make", [writer.rss_bytes, writer.atom_bytes, jsonfeed.json_bytes])
+@pytest.mark.parametrize("make", [rss_atom.rss_bytes, rss_atom.atom_bytes, jsonfeed.json_bytes])
 def test_output_is_deterministic(make):
     assert make(spec(ORDERED)) == make(spec(ORDERED))
 
 
 def test_feed_date_is_the_newest_item_not_the_clock():
-    assert feedparser.parse(writer.rss_bytes(spec(ORDERED))).feed.updated == "Mon, 02 Nov 2026 06:00:00 +0000"
-    assert feedparser.parse(writer.atom_bytes(spec(ORDERED))).feed.updated == "2026-11-02T06:00:00+00:00"
+    assert feedparser.parse(rss_atom.rss_bytes(spec(ORDERED))).feed.updated == "Mon, 02 Nov 2026 06:00:00 +0000"
+    assert feedparser.parse(rss_atom.atom_bytes(spec(ORDERED))).feed.updated == "2026-11-02T06:00:00+00:00"
 
 
 def test_empty_feed_is_valid():
-    for make, fmt in ((writer.rss_bytes, "RSS"), (writer.atom_bytes, "Atom")):
+    for make, fmt in ((rss_atom.rss_bytes, "RSS"), (rss_atom.atom_bytes, "Atom")):
         parsed = feedparser.parse(make(spec([])))
         assert parsed.bozo == 0 and parsed.entries == [] and parsed.feed.title == f"MBC Digest ({fmt})"
     assert json.loads(jsonfeed.json_bytes(spec([])))["items"] == []
@@ -63,13 +63,13 @@ def test_empty_feed_is_valid():
 
 def test_author_without_email_appears_in_both_formats():
     e = entry("x", 1, author="Test Author")
-    for make in (writer.rss_bytes, writer.atom_bytes):
+    for make in (rss_atom.rss_bytes, rss_atom.atom_bytes):
         parsed = feedparser.parse(make(spec([e])))
         assert parsed.entries[0].author == "Test Author"
     assert json.loads(jsonfeed.json_bytes(spec([e])))["items"][0]["authors"] == [{"name": "Test Author"}]
 
 
 def test_shared_entry_cache_gives_the_same_bytes_as_fresh_entries():
-    cache = writer.EntryCache()
-    assert writer.rss_bytes(spec(ORDERED), cache) == writer.rss_bytes(spec(ORDERED))
-    assert writer.atom_bytes(spec(ORDERED[1:]), cache) == writer.atom_bytes(spec(ORDERED[1:]))
+    cache = rss_atom.EntryCache()
+    assert rss_atom.rss_bytes(spec(ORDERED), cache) == rss_atom.rss_bytes(spec(ORDERED))
+    assert rss_atom.atom_bytes(spec(ORDERED[1:]), cache) == rss_atom.atom_bytes(spec(ORDERED[1:]))

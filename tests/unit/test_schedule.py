@@ -7,8 +7,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from pipeline.schedules import Job, load_schedule, parse_duration
 from pipeline.scheduling.runner import trigger_for
-from pipeline.scheduling.schedule import Job, load_schedule, parse_duration
 
 NY = ZoneInfo("America/New_York")
 
@@ -125,3 +125,46 @@ def test_durations():
     assert parse_duration(30) == timedelta(seconds=30)
     with pytest.raises(ValueError):
         parse_duration("six hours")
+
+
+DIGEST_SETTINGS = """timezone: America/New_York
+digests:
+  typo: {title: "T", cadence: weekly, topics: all, sendtime: "08:00"}
+  vague:
+    title: "V"
+    cadence: weekly
+    deliver_at: sometimes
+  late: {title: "L", cadence: weekly, deliver_at: local, local_time: "25:00"}
+  sexagesimal: {title: "S", cadence: weekly, deliver_at: local, local_time: 8:00}
+  stray: {title: "S", cadence: weekly, local_time: "08:00"}
+  plain: {title: "P", cadence: weekly, deliver_at: schedule}
+jobs:
+  - {id: t, task: send-digest, digest: typo, cron: "0 8 * * mon"}
+"""
+
+
+def test_unknown_digest_keys_and_bad_delivery_values_are_refused_by_line_and_field(tmp_path):
+    """Each named once, where it is; the job sending a refused digest is not blamed for it."""
+    path = tmp_path / "schedules.yaml"
+    path.write_text(DIGEST_SETTINGS)
+    schedule, problems = load_schedule(path)
+    assert schedule is None
+    found = {(p.line, p.field): p.message for p in problems}
+    assert set(found) == {(3, "digests.typo.sendtime"), (7, "digests.vague.deliver_at"), (8, "digests.late.local_time"),
+                          (9, "digests.sexagesimal.local_time"), (10, "digests.stray.local_time")}
+    assert "'sometimes' is not a choice" in found[(7, "digests.vague.deliver_at")]
+    assert "'25:00' is not a time of day" in found[(8, "digests.late.local_time")]
+    assert 'in quotes' in found[(9, "digests.sexagesimal.local_time")]
+    assert str(problems[0]).startswith(f"{path}:3: digests.typo.sendtime: ")
+
+
+def test_deliver_at_defaults_to_the_schedule_and_local_is_refused_until_the_sender_sends_waves(tmp_path):
+    path = tmp_path / "schedules.yaml"
+    path.write_text('timezone: UTC\ndigests:\n  w: {title: "W", cadence: weekly}\njobs: []\n')
+    schedule, problems = load_schedule(path)
+    assert problems == [] and schedule.digests["w"].deliver_at == "schedule"
+    path.write_text('timezone: UTC\ndigests:\n  w: {title: "W", cadence: weekly, deliver_at: local, local_time: "08:00"}\n'
+                    'jobs: []\n')
+    schedule, problems = load_schedule(path)
+    assert schedule is None and [(p.line, p.field) for p in problems] == [(3, "digests.w.deliver_at")]
+    assert "not available in this version" in problems[0].message

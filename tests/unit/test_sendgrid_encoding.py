@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from pipeline.delivery.backend import Recipient
-from pipeline.delivery.sendgrid import NON_ASCII_ADDRESS, BatchEncoder
+from pipeline.delivery.sendgrid_payload import BatchEncoder
+from pipeline.delivery.sendgrid_spec import NON_ASCII_ADDRESS
 from tests.support.factories import issue, recipient, variant
 
 

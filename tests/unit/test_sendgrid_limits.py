@@ -1,4 +1,4 @@
-"""The limits copied into pipeline.delivery.sendgrid agree with SendGrid's published Mail Send spec."""
+"""The limits copied into pipeline.delivery.sendgrid_spec agree with SendGrid's published Mail Send spec."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.delivery import sendgrid as sg
+from pipeline.delivery import sendgrid_spec as sg
 
 SPEC = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sendgrid" / "tsg_mail_v3.yaml"
 

@@ -17,7 +17,7 @@ from pipeline.content.render import body_html, plain_text
 from pipeline.delivery import issue_rows, ledger
 from pipeline.editorial import checks, live, record, staff, workbench
 from pipeline.editorial.canonical import readable, revision_of
-from pipeline.feeds.items import Site
+from pipeline.feeds.model import Site
 from pipeline.feeds.pages import Pages, environment
 from pipeline.store.tables import publications, revisions
 from pipeline.web.staff.common import Call, Staff, field

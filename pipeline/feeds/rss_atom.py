@@ -5,7 +5,7 @@ from __future__ import annotations
 from feedgen.entry import FeedEntry
 from feedgen.feed import FeedGenerator
 
-from pipeline.feeds.items import Entry, FeedSpec
+from pipeline.feeds.model import Entry, FeedSpec
 
 GENERATOR = "mbc-pipeline"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from pipeline import metrics
+from pipeline.atomic_files import write_atomic
 from pipeline.content.model import Library
 from pipeline.context import Context
 from pipeline.editorial import live, record
 from pipeline.feeds import BuildReport, build_site
-from pipeline.fsio import write_atomic
 
 log = logging.getLogger("pipeline.jobs")
 
