@@ -185,13 +185,6 @@ def load_schedule(path: Path, *, topic_ids: frozenset[str] | None = None) -> tup
             _line_of(snode, f, line), f"{field}.{f}", m))
         if local_time is False:
             continue
-        if deliver_at == "local":
-            # The due times are computed (pipeline.digests.waves) but the sender does not send in waves yet:
-            # accepting it would promise mornings the scheduler cannot keep.
-            bad(_line_of(snode, "deliver_at", line), f"{field}.deliver_at",
-                "local is not available in this version yet (every recipient would get it at the job's time); "
-                "use schedule")
-            continue
         if not isinstance(spec.get("title"), str) or not spec["title"].strip():
             bad(line, f"{field}.title", "is required: the subject line of the digest")
             continue

@@ -56,9 +56,9 @@ class IssueLedger:
     # -- sending -------------------------------------------------------------------------------------------------
 
     def claim_next(self, after: tuple[int, int], *, limit: int, worker_id: str, at: datetime,
-                   mailable_at: datetime) -> Claim | None:
+                   mailable_at: datetime, due: tuple[datetime, datetime] | None = None) -> Claim | None:
         return ledger.claim_next(self.engine, self.issue_id, after, limit=limit, worker_id=worker_id, at=at,
-                                 mailable_at=mailable_at)
+                                 mailable_at=mailable_at, due=due)
 
     def post(self, *, finished: Finished | None, posting: Claim | None, at: datetime):
         return ledger.post(self.engine, self.issue_id, finished=finished, at=at, posting=posting)
@@ -79,6 +79,9 @@ class IssueLedger:
 
     def close(self, *, at: datetime) -> tuple[bool, dict[str, int]]:
         return ledger.close_issue(self.engine, self.issue_id, at=at)
+
+    def pending_waves(self) -> list[tuple[datetime, int]]:
+        return ledger.pending_waves(self.engine, self.issue_id)
 
     def reasons(self, found: dict[str, int]) -> dict[str, list[tuple[str, int]]]:
         return ledger.reasons(self.engine, self.issue_id, found)

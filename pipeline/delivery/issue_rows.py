@@ -28,6 +28,8 @@ class ByTopics:
     selection: Select
     variant_of: Mapping[str, str]  # topics as stored -> variant key; other topics get nothing
     per_variant: Mapping[str, int]  # recipients of each variant, as counted in this transaction
+    # deliver_at: local: when a recipient in a zone (as stored) is due. None: everyone at once (due_at NULL).
+    due_in_zone: Callable[[str | None], datetime] | None = None
 
 
 class Opened(NamedTuple):
@@ -127,9 +129,29 @@ def _insert_pending(conn: Connection, issue_id: int, plan: ByTopics, batch_size:
         ["issue_id", "subscriber_id", "variant", "batch_no", "state", "attempts", "possible_duplicate", "email",
          "token_version"], rows).execution_options(preserve_rowcount=True)).rowcount
     conn.execute(text("DROP TABLE plan_variants"))
+    if plan.due_in_zone is not None:
+        _set_due(conn, issue_id, plan.due_in_zone)
     if inserted < 0:  # a driver that reports no count
         inserted = conn.execute(select(func.count()).where(t_del.c.issue_id == issue_id)).scalar_one()
     return inserted
+
+
+def _set_due(conn: Connection, issue_id: int, due_in_zone: Callable[[str | None], datetime]) -> None:
+    """Each row's due time, from its subscriber's zone: one UPDATE per distinct due time, inside the database."""
+    zones = list(conn.execute(text(
+        "SELECT DISTINCT s.timezone FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+        "WHERE d.issue_id = :issue_id"), {"issue_id": issue_id}).scalars())
+    by_due: dict[datetime, list[str | None]] = {}
+    for zone in zones:
+        by_due.setdefault(due_in_zone(zone), []).append(zone)
+    t_sub = table("subscribers", column("id"), column("timezone"))
+    for when, names in sorted(by_due.items()):
+        named = [n for n in names if n is not None]
+        in_zone = t_sub.c.timezone.in_(named)
+        if None in names:
+            in_zone = in_zone | t_sub.c.timezone.is_(None)
+        conn.execute(update(t_del).where(t_del.c.issue_id == issue_id, t_del.c.subscriber_id.in_(
+            select(t_sub.c.id).where(in_zone))).values(due_at=when))
 
 
 def _forget_stale_contacts(conn: Connection, at: datetime) -> None:

@@ -89,6 +89,10 @@ _NEXT_BATCH = (select(t_del.c.batch_no)
                       tuple_(t_del.c.batch_no, t_del.c.subscriber_id) > tuple_(bindparam("batch_no"), bindparam("sid")),
                       t_del.c.state == "pending")
                .order_by(t_del.c.batch_no, t_del.c.subscriber_id).limit(1))
+# deliver_at: local: only rows due within the window (from, by]; rows with no due time are due at once.
+_DUE = "(due_at IS NULL OR (due_at <= :due_by AND due_at >= :due_from))"
+_NEXT_DUE_BATCH = _NEXT_BATCH.where(text(_DUE).bindparams(bindparam("due_by", type_=UTC_DT),
+                                                         bindparam("due_from", type_=UTC_DT)))
 END_OF_BATCH = 2**31 - 1  # a subscriber id past every other: (n, END_OF_BATCH) is "after all of batch n"
 
 
@@ -120,6 +124,12 @@ _CLAIM_PG = text(f"UPDATE deliveries {_CLAIM_SET} WHERE ctid = ANY(ARRAY({_CLAIM
                  "FOR UPDATE SKIP LOCKED)) AND state = 'pending'").bindparams(bindparam("at", type_=UTC_DT))
 _CLAIM_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_CLAIM_PICK.format(rid='rowid')})"
                      ).bindparams(bindparam("at", type_=UTC_DT))
+_DUE_PICK = _CLAIM_PICK.replace("state = 'pending'", f"state = 'pending' AND {_DUE}", 1)
+_DUE_BINDS = (bindparam("at", type_=UTC_DT), bindparam("due_by", type_=UTC_DT), bindparam("due_from", type_=UTC_DT))
+_CLAIM_DUE_PG = text(f"UPDATE deliveries {_CLAIM_SET} WHERE ctid = ANY(ARRAY({_DUE_PICK.format(rid='ctid')} "
+                     "FOR UPDATE SKIP LOCKED)) AND state = 'pending'").bindparams(*_DUE_BINDS)
+_CLAIM_DUE_SQLITE = text(f"UPDATE deliveries {_CLAIM_SET} WHERE rowid IN ({_DUE_PICK.format(rid='rowid')})"
+                         ).bindparams(*_DUE_BINDS)
 
 
 # A claimed batch's rows with their contacts as planned; who of them changed since (subscriber_changes, from the
@@ -173,14 +183,19 @@ def _normalise(result) -> BatchRows:
 
 
 def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: int, worker_id: str,
-               at: datetime, mailable_at: datetime | None = None) -> Claim | None:
+               at: datetime, mailable_at: datetime | None = None,
+               due: tuple[datetime, datetime] | None = None) -> Claim | None:
     """Claim up to ``limit`` pending rows of the next batch after position ``after`` = (batch_no, subscriber_id),
     or else of the first one from the start (rows recovered or requeued behind us). None when none is left.
 
     Rows whose subscriber has since unsubscribed, been suppressed or paused become ``suppressed`` right after the
     claim, before the batch can be posted (invariant 2). The claim is not yet "posted": until ``post`` records that its sending starts, a
     crash leaves its rows to go back to pending without a duplicate flag, since nothing of it went out.
+
+    ``due`` = (from, by): take only rows with no due time or one in that window (deliver_at: local).
     """
+    due_binds = {} if due is None else {"due_from": due[0], "due_by": due[1]}
+    next_batch = _NEXT_BATCH if due is None else _NEXT_DUE_BATCH
     batch_id = uuid.uuid4().hex[:16]
     with engine.begin() as conn:
         # A claim lost in a database crash is harmless (nothing of it was posted), and the commit of ``post``,
@@ -188,14 +203,14 @@ def claim_next(engine: Engine, issue_id: int, after: tuple[int, int], *, limit: 
         _no_flush_wait(conn)
         position, wrapped, batch_no = after, after == (-1, -1), None
         for _ in range(1000):  # each miss is a batch another worker claimed between our look and our claim
-            batch_no = conn.execute(_NEXT_BATCH, {"issue_id": issue_id, "batch_no": position[0],
-                                                  "sid": position[1]}).scalar()
+            batch_no = conn.execute(next_batch, {"issue_id": issue_id, "batch_no": position[0],
+                                                 "sid": position[1], **due_binds}).scalar()
             if batch_no is None:
                 if wrapped:
                     return None
                 position, wrapped = (-1, -1), True
                 continue
-            if _take(conn, issue_id, batch_no, batch_id, limit=limit, worker_id=worker_id, at=at):
+            if _take(conn, issue_id, batch_no, batch_id, limit=limit, worker_id=worker_id, at=at, due=due_binds):
                 break
             position, batch_no = (batch_no, END_OF_BATCH), None
     if batch_no is None:
@@ -288,11 +303,13 @@ def release(engine: Engine, issue_id: int, claim: Claim) -> int:
 
 
 def _take(conn: Connection, issue_id: int, batch_no: int, batch_id: str, *, limit: int, worker_id: str,
-          at: datetime) -> int:
+          at: datetime, due: dict[str, datetime] | None = None) -> int:
     """Mark up to ``limit`` pending rows of one batch in flight under ``batch_id``; returns how many."""
     values = {"issue_id": issue_id, "batch_no": batch_no, "limit": limit, "worker": worker_id, "at": at,
-              "batch_id": batch_id}
-    return conn.execute(_CLAIM_PG if conn.dialect.name == "postgresql" else _CLAIM_SQLITE, values).rowcount
+              "batch_id": batch_id, **(due or {})}
+    pg = conn.dialect.name == "postgresql"
+    query = (_CLAIM_PG if pg else _CLAIM_SQLITE) if not due else (_CLAIM_DUE_PG if pg else _CLAIM_DUE_SQLITE)
+    return conn.execute(query, values).rowcount
 
 
 def finish(engine: Engine, issue_id: int, finished: Finished, *, at: datetime) -> dict[str, int]:
@@ -378,6 +395,17 @@ def close_issue(engine: Engine, issue_id: int, *, at: datetime) -> tuple[bool, d
             conn.execute(update(t_iss).where(t_iss.c.id == issue_id, t_iss.c.completed_at.is_(None))
                          .values(completed_at=at))
         return complete, _with_markers(conn, issue_id, found)
+
+
+def pending_waves(engine: Engine | Connection, issue_id: int) -> list[tuple[datetime, int]]:
+    """(due time, pending rows) of an issue's rows that have a due time (deliver_at: local), earliest first."""
+    if isinstance(engine, Engine):
+        with engine.connect() as conn:
+            return pending_waves(conn, issue_id)
+    rows = engine.execute(select(t_del.c.due_at, func.count()).where(
+        t_del.c.issue_id == issue_id, t_del.c.state == "pending", t_del.c.due_at.is_not(None))
+        .group_by(t_del.c.due_at).order_by(t_del.c.due_at))
+    return [(due, n) for due, n in rows]
 
 
 WAITING_REASON = "not sent yet"

@@ -34,7 +34,7 @@ def _quietly(action: Callable[[], object], issue_id: int, claim: Claim | None) -
 
 def dispatch(issue: IssueLedger, sender: BatchSender, *, name: str, limit: int, worker_id: str,
              clock: Callable[[], datetime], mailable_at: datetime, stop: threading.Event | None = None,
-             on_batch: Callable[..., None] | None = None) -> int:
+             on_batch: Callable[..., None] | None = None, due: tuple[datetime, datetime] | None = None) -> int:
     """Send every pending batch of ``issue`` (until ``stop`` or a halt); returns how many were sent now."""
     issue_id = issue.issue_id
     sent_now = 0
@@ -57,7 +57,8 @@ def dispatch(issue: IssueLedger, sender: BatchSender, *, name: str, limit: int, 
         # On the claiming thread, one claim after another: a claim's database round trips overlap the
         # recording of the last batch and the sending of the one on the wire.
         nonlocal cursor
-        claim = issue.claim_next(cursor, limit=limit, worker_id=worker_id, at=clock(), mailable_at=mailable_at)
+        claim = issue.claim_next(cursor, limit=limit, worker_id=worker_id, at=clock(), mailable_at=mailable_at,
+                                 due=due)
         if claim is None:
             return None
         cursor = (claim.batch_no, claim.found[-1][0])

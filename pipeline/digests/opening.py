@@ -16,6 +16,7 @@ from pipeline.content.model import Library
 from pipeline.delivery import issue_ledger
 from pipeline.delivery.backend import Backend, PreparesBatches
 from pipeline.delivery.issue_ledger import IssueLedger
+from pipeline.digests import waves
 from pipeline.digests.batch_worker import BatchWorker
 from pipeline.digests.plan import IssuePlan, PlanEntry, issue_period, plan_by_topics, plan_issue
 from pipeline.digests.report import SendReport
@@ -38,12 +39,30 @@ class Window:
     start: datetime
     fire: datetime
     at: datetime
+    end: datetime | None = None  # the period's end when it is not ``fire`` (deliver_at: local: the first wave)
+
+    @property
+    def local(self) -> bool:
+        return self.digest.deliver_at == "local" and self.digest.local_time is not None
+
+    @property
+    def period(self) -> tuple[datetime, datetime, datetime]:
+        return self.start, self.fire, self.end or self.fire
+
+    def due_in_zone(self, zone: str | None) -> datetime:
+        tz = self.job.tz
+        return waves.due_at(waves.local_date(self.fire, tz), self.digest.local_time, waves.zone_or(zone, tz))
 
 
 def window(name: str, *, at: datetime, schedule: Schedule) -> Window:
     job = schedule.job_for_digest(name)
+    digest = schedule.digest(name)
+    if digest.deliver_at == "local" and digest.local_time is not None:
+        start, fire, end = waves.local_issue(job.previous_fire, job.fire_before, when=at, at=digest.local_time,
+                                             schedule_zone=job.tz)
+        return Window(name=name, digest=digest, job=job, start=start, fire=fire, at=at, end=end)
     start, fire = issue_period(job, at=at)
-    return Window(name=name, digest=schedule.digest(name), job=job, start=start, fire=fire, at=at)
+    return Window(name=name, digest=digest, job=job, start=start, fire=fire, at=at)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +80,7 @@ class SendPlan:
 
 
 def _plan_topics(conn, w: Window, library: Library):
-    return plan_by_topics(library, w.digest, w.job, at=w.at, topic_counts=repository.eligible_topic_counts(
+    return plan_by_topics(library, w.digest, w.job, at=w.at, period=w.period, topic_counts=repository.eligible_topic_counts(
         conn, cadence=w.digest.cadence, at=w.at))
 
 
@@ -72,7 +91,7 @@ def dry_run(w: Window, *, engine: Engine, library: Library) -> SendReport:
         plan = topic_plan.plan
         issue_id = issue_ledger.find(conn, w.name, w.fire)
         found = issue_ledger.counts_in(conn, issue_id) if issue_id is not None else {}
-    return SendReport(digest=w.name, fire_at=w.fire, period_start=w.start, period_end=w.fire, dry_run=True,
+    return SendReport(digest=w.name, fire_at=w.fire, period_start=w.start, period_end=w.period[2], dry_run=True,
                       issue_id=issue_id, recipients=topic_plan.recipients, variants=len(plan.variants),
                       articles=len(plan.articles), skipped_empty=plan.skipped_empty,
                       already_sent=found.get("sent", 0), counts=found)
@@ -94,10 +113,11 @@ def open_or_resume(w: Window, *, settings: Settings, engine: Engine, library: Li
             # Its process comes up (about a third of a second) while the database plans the issue.
             early.append(BatchWorker(settings, w.digest, w.fire, backend.batch_preparer()))
         return issue_ledger.ByTopics(selection=repository.eligible_selection(cadence=w.digest.cadence, at=w.at),
-                                     variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant)
+                                     variant_of=topic_plan.variant_of, per_variant=topic_plan.per_variant,
+                                     due_in_zone=w.due_in_zone if w.local else None)
 
     try:
-        issue, created, planned_rows = IssueLedger.open(engine, w.name, w.fire, (w.start, w.fire), plan_recipients,
+        issue, created, planned_rows = IssueLedger.open(engine, w.name, w.fire, (w.start, w.period[2]), plan_recipients,
                                                         at=clock(), batch_size=backend.max_batch)
         skipped_empty = 0
         recovered = 0
@@ -110,7 +130,7 @@ def open_or_resume(w: Window, *, settings: Settings, engine: Engine, library: Li
             todo = issue.open_rows()
             with engine.connect() as conn:
                 readers = [PlanEntry(sid, topics) for sid, topics in repository.topics_by_id(conn, sorted(todo))]
-            plan = plan_issue(library, w.digest, w.job, at=w.at, subscribers=readers)
+            plan = plan_issue(library, w.digest, w.job, at=w.at, subscribers=readers, period=w.period)
             _, skipped_empty = issue.reconcile(plan.assignments)
         # From here on the ledger's variant of each row is the plan's (reconcile has just made it so): drop a
         # re-plan's own map of subscribers instead of carrying it through the send.

@@ -45,7 +45,7 @@ class IssuePlan:
     digest: str
     fire_at: datetime
     period_start: datetime  # exclusive
-    period_end: datetime  # inclusive; equals fire_at
+    period_end: datetime  # inclusive; fire_at, or the first wave's time for deliver_at: local
     articles: tuple[Article, ...]  # everything in the period within the digest's topics
     variants: dict[str, Variant]
     assignments: dict[int, str]  # subscriber id -> variant key
@@ -100,10 +100,13 @@ def variant_key(digest: str, articles: tuple[Article, ...]) -> str:
 
 
 def plan_issue(library: Library, digest: Digest, job: Job, *, at: datetime,
-               subscribers: Iterable[Reader]) -> IssuePlan:
-    """Plan the issue of ``digest`` that ``at`` falls in, for these (already eligible) subscribers."""
-    start, fire = issue_period(job, at=at)
-    articles = period_articles(library, digest, start, fire)
+               subscribers: Iterable[Reader], period: tuple[datetime, datetime, datetime] | None = None) -> IssuePlan:
+    """Plan the issue of ``digest`` that ``at`` falls in, for these (already eligible) subscribers.
+
+    ``period``: (start, fire, end) when it is not the job's (deliver_at: local ends it at the first wave)."""
+    start, fire, end = period or (*issue_period(job, at=at), None)
+    end = end or fire
+    articles = period_articles(library, digest, start, end)
     defaults = tuple(library.default_topic_ids)
     known = frozenset(library.topic_ids)
     sensitive = frozenset(t.id for t in library.topics if t.sensitive)
@@ -135,7 +138,7 @@ def plan_issue(library: Library, digest: Digest, job: Job, *, at: datetime,
         else:
             assignments[sub.id] = key
     planned = {k: Variant(key=k, articles=v, topic_sets=tuple(sorted(sets_of[k]))) for k, v in sorted(variants.items())}
-    return IssuePlan(digest=digest.name, fire_at=fire, period_start=start, period_end=fire, articles=articles,
+    return IssuePlan(digest=digest.name, fire_at=fire, period_start=start, period_end=end, articles=articles,
                      variants=planned, assignments=assignments, skipped_empty=skipped)
 
 
@@ -147,11 +150,12 @@ class TopicPlan(NamedTuple):
 
 
 def plan_by_topics(library: Library, digest: Digest, job: Job, *, at: datetime,
-                   topic_counts: Iterable[tuple[str, int]]) -> TopicPlan:
+                   topic_counts: Iterable[tuple[str, int]],
+                   period: tuple[datetime, datetime, datetime] | None = None) -> TopicPlan:
     """Plan for (topics as stored, how many eligible subscribers have them): a variant depends on a subscriber's
     topics alone, so an issue for a million subscribers is planned from a few dozen distinct topic choices."""
     counts = list(topic_counts)
-    plan = plan_issue(library, digest, job, at=at,
+    plan = plan_issue(library, digest, job, at=at, period=period,
                       subscribers=[PlanEntry(i, split_topics(stored)) for i, (stored, _n) in enumerate(counts)])
     variant_of: dict[str, str] = {}
     per_variant: dict[str, int] = {}

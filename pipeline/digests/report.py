@@ -35,11 +35,23 @@ class SendReport:
     reasons: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # ledger.reasons
     halted: str | None = None  # why this run stopped early (the relay stayed away, or a setting is wrong)
     setup_error: bool = False  # the halt names a setting to fix
+    # deliver_at: local: pending waves (due time, recipients) still to come, and those whose grace had passed at
+    # ``at`` (this run skipped them; ``digest send NAME --at DUE`` sends one)
+    waves_to_come: tuple[tuple[datetime, int], ...] = ()
+    waves_skipped: tuple[tuple[datetime, int], ...] = ()
+
+    @property
+    def not_yet_due(self) -> int:
+        return sum(n for _due, n in self.waves_to_come)
+
+    def skipped_commands(self) -> list[str]:
+        return [f"pipeline digest send {self.digest} --at {due.isoformat()}" for due, _n in self.waves_skipped]
 
     @property
     def ok(self) -> bool:
         """Finished for everyone: each recipient sent, dropped, or failed for a reason of their own."""
-        return self.dry_run or ((self.complete or not self.waiting) and not self.unknown and self.halted is None)
+        return self.dry_run or ((self.complete or self.waiting <= self.not_yet_due) and not self.unknown
+                                and self.halted is None)
 
     def problems(self) -> list[str]:
         """Why the run did not finish the issue, for stderr (empty when ``ok``)."""
@@ -51,6 +63,10 @@ class SendReport:
             return [self.halted, f"Nobody was marked failed; {people}; fix the setting and run the send again."]
         if self.halted is not None:
             return [f"{self.halted}; {people}; the next run will send them."]
+        if self.waves_skipped:
+            return [f"Skipped {n} recipient{'s' if n != 1 else ''} due at {due.isoformat()}: that wave's grace had "
+                    f"passed. To send it anyway: {cmd}" for (due, n), cmd in zip(self.waves_skipped,
+                                                                                  self.skipped_commands(), strict=True)]
         if self.waiting:
             return [f"The issue is not complete: {people}; run the send again to finish it."]
         return [f"{self.unknown} recipient{'s have' if self.unknown != 1 else ' has'} an unknown outcome (the "
@@ -72,11 +88,15 @@ class SendReport:
             out.append(f"Sent now: {self.sent_now}; sent before: {self.already_sent}; dropped since planning: "
                        f"{self.suppressed}; failed: {self.failed}; unknown: {self.unknown}; waiting: {self.waiting}.")
             out += reason_lines(self.reasons)
+            for due, n in self.waves_to_come:
+                out.append(f"Wave still to come: {n} at {due.isoformat()}.")
             if self.possible_duplicates:
                 out.append(f"Possible duplicates (in flight during a crash, sent again): {self.possible_duplicates}.")
             if self.ok and not self.complete and self.elsewhere:
                 out.append(f"This run is done; {self.elsewhere} are being sent by another sender right now "
                            "(`digest status` shows when the issue is complete).")
+            elif self.ok and not self.complete and self.not_yet_due:
+                out.append("The issue stays open until its last wave is sent.")
             elif self.ok and not self.complete:
                 out.append(f"The issue stays open: its period ends at {self.period_end.isoformat()}, and only a run "
                            "after then completes it.")

@@ -74,9 +74,18 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         on_batch(total=sp.before["pending"])
     sent_now = dispatch(issue, sender, name=name, limit=backend.max_batch,
                         worker_id=worker_id or issue_ledger.new_worker_id(), clock=clock, mailable_at=at,
-                        stop=stop, on_batch=on_batch)
+                        stop=stop, on_batch=on_batch,
+                        due=(at - w.job.misfire_grace, at) if w.local else None)
     complete, after = issue.close(at=clock())
     why = issue.reasons(after)
+    to_come, skipped = [], []
+    if w.local and after["pending"]:
+        for due, n in issue.pending_waves():
+            (to_come if due > at else skipped if due < at - w.job.misfire_grace else []).append((due, n))
+        for due, n in skipped:
+            log.warning("digest wave skipped: its grace had passed", extra={
+                "action": "digest_wave_skipped", "digest": name, "issue_id": issue.issue_id, "recipients": n,
+                "due_at": due.isoformat(), "command": f"pipeline digest send {name} --at {due.isoformat()}"})
     halt = sender.halt
     if halt is not None:
         log.warning("digest send stopped: %s", halt, extra={"action": "digest_send_halted", "digest": name,
@@ -85,14 +94,14 @@ def send_digest(name: str, *, at: datetime, settings: Settings, engine: Engine, 
         archive.write_issue(sp.plan, sender.renderer, settings, schedule)
     before = sp.before
     return SendReport(
-        digest=name, fire_at=fire, period_start=w.start, period_end=fire, dry_run=False, issue_id=issue.issue_id,
+        digest=name, fire_at=fire, period_start=w.start, period_end=w.period[2], dry_run=False, issue_id=issue.issue_id,
         created=sp.created, recipients=sum(after[s] for s in issue_ledger.STATES), variants=len(sp.plan.variants),
         articles=len(sp.plan.articles), sent_now=sent_now, already_sent=before["sent"],
         skipped_empty=sp.skipped_empty, suppressed=after["suppressed"], failed=after["failed"],
         unknown=after["unknown"], possible_duplicates=after["possible_duplicate"], recovered=sp.recovered,
         complete=complete, counts=after, waiting=after["pending"], elsewhere=after["in_flight"], reasons=why,
         halted=str(halt) if halt is not None else None,
-        setup_error=isinstance(halt, DeliverySetupError),
+        setup_error=isinstance(halt, DeliverySetupError), waves_to_come=tuple(to_come), waves_skipped=tuple(skipped),
     )
 
 

@@ -8,8 +8,8 @@ that is not a zone, is due in the schedule's zone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, time
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,3 +64,24 @@ def waves(recipients: Iterable[tuple[int, str | None]], *, day: date, at: time,
     for name, ids in by_zone.items():
         out.setdefault(due_at(day, at, zone_or(name, fallback)), []).extend(ids)
     return {when: sorted(out[when]) for when in sorted(out)}
+
+
+EARLIEST = timezone(timedelta(hours=14))  # no zone on earth is further ahead (Pacific/Kiritimati)
+
+
+def opens_at(fire: datetime, *, at: time, schedule_zone: ZoneInfo) -> datetime:
+    """When the issue of ``fire`` opens: ``at`` on its local date where the day comes first (UTC+14). Its content
+    is fixed then, and its period ends there, whatever zones its recipients are in."""
+    return datetime.combine(local_date(fire, schedule_zone), at, tzinfo=EARLIEST).astimezone(UTC)
+
+
+def local_issue(previous_fire: Callable[[datetime], datetime], fire_before: Callable[[datetime], datetime], *,
+                when: datetime, at: time, schedule_zone: ZoneInfo) -> tuple[datetime, datetime, datetime]:
+    """(period start, fire time, period end) of the latest issue opened at or before ``when``: its period runs
+    from the previous issue's opening to its own, so each article is in exactly one issue."""
+    # An issue opens less than three days before its fire time (local date in UTC+14 versus the schedule's zone).
+    fire = previous_fire(when + timedelta(days=3))
+    while opens_at(fire, at=at, schedule_zone=schedule_zone) > when:
+        fire = fire_before(fire)
+    start = opens_at(fire_before(fire), at=at, schedule_zone=schedule_zone)
+    return start, fire, opens_at(fire, at=at, schedule_zone=schedule_zone)

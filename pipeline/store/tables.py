@@ -162,6 +162,8 @@ deliveries = Table(
     Column("claimed_by", String(128)),
     Column("claimed_at", UTC_DT),
     Column("sent_at", UTC_DT),
+    # deliver_at: local digests only: when this recipient is due (local_time in their zone). NULL: due at once.
+    Column("due_at", UTC_DT),
     Column("attempts", Integer, nullable=False, default=0),
     # True when the row was in flight during a crash and was sent again: a possible duplicate.
     Column("possible_duplicate", Boolean, nullable=False, default=False),

@@ -158,7 +158,7 @@ def test_unknown_digest_keys_and_bad_delivery_values_are_refused_by_line_and_fie
     assert str(problems[0]).startswith(f"{path}:3: digests.typo.sendtime: ")
 
 
-def test_deliver_at_defaults_to_the_schedule_and_local_is_refused_until_the_sender_sends_waves(tmp_path):
+def test_deliver_at_defaults_to_the_schedule_and_local_is_accepted_with_a_local_time(tmp_path):
     path = tmp_path / "schedules.yaml"
     path.write_text('timezone: UTC\ndigests:\n  w: {title: "W", cadence: weekly}\njobs: []\n')
     schedule, problems = load_schedule(path)
@@ -166,5 +166,5 @@ def test_deliver_at_defaults_to_the_schedule_and_local_is_refused_until_the_send
     path.write_text('timezone: UTC\ndigests:\n  w: {title: "W", cadence: weekly, deliver_at: local, local_time: "08:00"}\n'
                     'jobs: []\n')
     schedule, problems = load_schedule(path)
-    assert schedule is None and [(p.line, p.field) for p in problems] == [(3, "digests.w.deliver_at")]
-    assert "not available in this version" in problems[0].message
+    assert problems == [] and schedule.digests["w"].deliver_at == "local"
+    assert schedule.digests["w"].local_time.isoformat() == "08:00:00"
