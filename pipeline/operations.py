@@ -132,23 +132,36 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
 def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
     """Counts per state of the issue of ``name`` for ``at``, and the possible duplicates."""
     from pipeline.delivery import issue_rows, ledger
-    from pipeline.digests.plan import issue_period
+    from pipeline.digests.opening import window
     from pipeline.digests.send import reason_lines
 
-    schedule = ctx.schedule
-    schedule.digest(name)
-    _, fire = issue_period(schedule.job_for_digest(name), at=at)
+    w = window(name, at=at, schedule=ctx.schedule)
+    fire = w.fire
     with ctx.engine.connect() as conn:
         issue_id = issue_rows.find_issue(conn, name, fire)
         if issue_id is None:
             return Lines([f"Digest {name}: the issue of {fire.isoformat()} has not been sent yet."])
         counts = ledger.counts(conn, issue_id)
         why = ledger.reasons(conn, issue_id, counts)
+        waves = ledger.wave_counts(conn, issue_id) if w.local else []
     total = sum(counts[s] for s in ledger.STATES)
     lines = [f"Digest {name}: issue {issue_id} of {fire.isoformat()} ({total} recipients)"]
     lines += [f"  {state:<11} {counts[state]}" for state in ledger.STATES]
     lines.append(f"  possible duplicates (in flight during a crash): {counts['possible_duplicate']}")
     lines += reason_lines(why)
+    grace = w.job.misfire_grace
+    for due, by_state in waves:  # deliver_at: local
+        left = by_state.get("pending", 0) + by_state.get("in_flight", 0)
+        done = sum(by_state.values()) - left
+        if not left:
+            lines.append(f"  wave {due.isoformat()}: sent ({done} done)")
+        elif due > at:
+            lines.append(f"  wave {due.isoformat()}: to come ({left} recipients; {done} done)")
+        elif due < at - grace:
+            lines.append(f"  wave {due.isoformat()}: {left} not sent and past its grace; send it with "
+                         f"`pipeline digest send {name} --at {due.isoformat()}`")
+        else:
+            lines.append(f"  wave {due.isoformat()}: due now ({left} waiting; {done} done)")
     open_rows = counts["pending"] + counts["in_flight"]
     if open_rows:
         lines.append(f"not complete: {open_rows} waiting; run `pipeline digest send {name} --at {fire.isoformat()}`, "

@@ -408,6 +408,16 @@ def pending_waves(engine: Engine | Connection, issue_id: int) -> list[tuple[date
     return [(due, n) for due, n in rows]
 
 
+def wave_counts(conn: Connection, issue_id: int) -> list[tuple[datetime, dict[str, int]]]:
+    """Rows by state of each wave (due time) of a deliver_at: local issue, earliest first; [] for any other."""
+    rows = conn.execute(select(t_del.c.due_at, t_del.c.state, func.count()).where(
+        t_del.c.issue_id == issue_id, t_del.c.due_at.is_not(None)).group_by(t_del.c.due_at, t_del.c.state))
+    out: dict[datetime, dict[str, int]] = {}
+    for due, state, n in rows:
+        out.setdefault(due, {})[state] = n
+    return sorted(out.items())
+
+
 WAITING_REASON = "not sent yet"
 
 
