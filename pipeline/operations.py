@@ -27,6 +27,13 @@ class Lines:
     problems: list[str] = field(default_factory=list)  # why it did not finish, for stderr: exit 1 when any
     waiting: int = 0  # recipients of a digest issue left for a later run
     fire_at: datetime | None = None  # the digest issue's fire time
+    not_yet_due: int = 0  # deliver_at: local: waiting for a wave still to come (its scheduled run sends them)
+    skipped: int = 0  # deliver_at: local: waiting in a wave past its grace (only a command sends them)
+
+    @property
+    def due_waiting(self) -> int:
+        """Waiting recipients a retry of the issue could send now."""
+        return max(0, self.waiting - self.not_yet_due - self.skipped)
 
     def summary(self) -> str:
         return "\n".join(self.lines)
@@ -126,7 +133,8 @@ def send_digest(ctx: Context, name: str, *, at: datetime, dry_run: bool = False,
         backend.close()
         if "p" in bar:
             bar["p"].close()
-    return Lines(report.lines(), problems=report.problems(), waiting=report.waiting, fire_at=report.fire_at)
+    return Lines(report.lines(), problems=report.problems(), waiting=report.waiting, fire_at=report.fire_at,
+                 not_yet_due=report.not_yet_due, skipped=sum(n for _due, n in report.waves_skipped))
 
 
 def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:

@@ -19,6 +19,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from pipeline.schedules import Job, Schedule
 from pipeline.scheduling.tasks import STOPPING
@@ -29,6 +30,14 @@ TASK_REF = "pipeline.scheduling.tasks:run_task"
 # often, while its job's misfire_grace lasts.
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=15)
+# A deliver_at: local digest is sent in waves (a recipient's local_time in their zone): this often, a run sends
+# every wave that has come and is within its grace. Zones are whole quarter hours from UTC (Kathmandu: +05:45).
+WAVE_EVERY = timedelta(minutes=15)
+
+
+def is_local(schedule: Schedule, job: Job) -> bool:
+    return job.task == "send-digest" and job.digest in schedule.digests and \
+        schedule.digest(job.digest).deliver_at == "local"
 
 
 def retry_delay(retries: int, *, first: timedelta = RETRY_FIRST, cap: timedelta = RETRY_MAX) -> timedelta:
@@ -121,6 +130,19 @@ def make_scheduler(engine, schedule: Schedule, *, task_ref: str = TASK_REF, retr
             extra["next_run_time"] = existing.next_run_time
         scheduler.add_job(task_ref, trigger=trigger, id=job.id, name=job.id, args=[job.id], replace_existing=True,
                           misfire_grace_time=int(job.misfire_grace.total_seconds()), **extra)
+        if is_local(schedule, job):
+            # Decided afresh at every start ("once"), and first run at once: a wave that came while we were down
+            # is sent now if within its grace, and reported with the command to send it if not.
+            start = clock()
+            quarter = start.replace(minute=start.minute - start.minute % 15, second=0, microsecond=0)
+            scheduler.add_job(task_ref, trigger=IntervalTrigger(seconds=int(WAVE_EVERY.total_seconds()),
+                                                                start_date=quarter, timezone=UTC),
+                              id=f"{job.id}:waves", name=f"{job.id} (waves)", args=[job.id], jobstore="once",
+                              replace_existing=True, misfire_grace_time=int(WAVE_EVERY.total_seconds()))
+            if quarter < start:
+                scheduler.add_job(task_ref, trigger="date", run_date=start, id=f"{job.id}:waves-start",
+                                  name=f"{job.id} (waves, on start)", args=[job.id], jobstore="once",
+                                  replace_existing=True, misfire_grace_time=int(WAVE_EVERY.total_seconds()))
     return scheduler
 
 
@@ -137,8 +159,11 @@ def resume_unfinished(scheduler: BackgroundScheduler, engine, schedule: Schedule
     queued = []
     for job in schedule.jobs:
         regular = scheduler.get_job(job.id)
-        if job.task != "send-digest" or regular is None or (regular.next_run_time or now) <= now:
-            continue  # not a digest, or its own missed run is about to fire and finish the issue anyway
+        if job.task != "send-digest" or regular is None or (regular.next_run_time or now) <= now \
+                or is_local(schedule, job):
+            # Not a digest, or its own missed run is about to fire and finish the issue anyway, or its waves job
+            # runs at start.
+            continue
         fire = job.previous_fire(now)
         with engine.connect() as conn:
             unfinished = conn.execute(select(issues.c.id).where(

@@ -42,7 +42,8 @@ def run_task(job_id: str, at_iso: str | None = None) -> dict | None:
         log.info("job %s: %s", job_id, report.summary(), extra={"action": "job_done", "job": job_id})
         for line in report.problems:
             log.warning("job %s: %s", job_id, line, extra={"action": "job_unfinished", "job": job_id})
-        if report.waiting and report.fire_at is not None and not STOPPING.is_set():
+        local = ctx.schedule.digest(job.digest).deliver_at == "local"  # its waves job, every 15 minutes, retries
+        if report.due_waiting and report.fire_at is not None and not local and not STOPPING.is_set():
             return {"job": job_id, "digest": job.digest, "fire_at": report.fire_at.isoformat(),
                     "waiting": report.waiting}
         return None

@@ -163,3 +163,36 @@ def test_one_scheduler_lock_per_database_and_it_is_free_again_once_released(db_u
         second.release()
         engine.dispose()
         other.dispose()
+
+
+def test_a_local_digest_gets_a_waves_job_every_15_minutes_that_runs_at_once_on_start(db_url, tmp_path):
+    path = tmp_path / "schedules.yaml"
+    path.write_text("""timezone: America/New_York
+digests:
+  weekly: {title: "Weekly", cadence: weekly, topics: all}
+  morning: {title: "Morning", cadence: weekly, topics: all, deliver_at: local, local_time: "08:00"}
+jobs:
+  - {id: weekly-digest, task: send-digest, digest: weekly, cron: "0 8 * * mon", misfire_grace: 6h}
+  - {id: morning-digest, task: send-digest, digest: morning, cron: "0 8 * * sun", misfire_grace: 1h}
+""")
+    schedule, problems = load_schedule(path)
+    assert problems == []
+    RUNS.clear()
+    engine = make_engine(db_url)
+    now = datetime.now(UTC)
+    if now.minute % 15 == 0 and now.second == 0:
+        now += timedelta(seconds=1)
+    scheduler = make_scheduler(engine, schedule, task_ref=TASK, clock=lambda: now)
+    try:
+        waves = scheduler.get_job("morning-digest:waves")
+        assert waves is not None and scheduler.get_job("weekly-digest:waves") is None
+        assert waves.trigger.interval == timedelta(minutes=15)
+        assert scheduler.get_job("morning-digest:waves-start").next_run_time == now
+        nxt = waves.next_run_time
+        assert timedelta(0) < nxt - now <= timedelta(minutes=15) and nxt.minute % 15 == 0 and nxt.second == 0
+        scheduler.resume()
+        assert wait_for(lambda: "morning-digest" in RUNS)  # a wave missed while down goes out on start
+        assert RUNS == ["morning-digest"]
+    finally:
+        scheduler.shutdown(wait=False)
+        engine.dispose()
