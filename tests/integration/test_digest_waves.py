@@ -3,15 +3,21 @@ every 15 minutes, recipients in six zones (one on a daylight-saving change) each
 
 from __future__ import annotations
 
+import itertools
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from pipeline.content.loader import load_library
 from pipeline.delivery.file import FileBackend
+from pipeline.digests import waves
 from pipeline.digests.send import send_digest
 from pipeline.schedules import require_schedule
 from pipeline.store.tables import deliveries, issues
@@ -20,6 +26,7 @@ from pipeline.store.tables import subscribers as t_sub
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 # The issue of Sunday 1 November 2026, the night New York leaves daylight saving (06:00 UTC). The job fires at
 # 08:00 New York time (13:00 UTC); the issue opens at 08:00 on 1 November in UTC+14 (18:00 UTC on 31 October).
+NY = ZoneInfo("America/New_York")
 OPENS = datetime(2026, 10, 31, 18, 0, tzinfo=UTC)
 ZONES = {  # zone -> when 08:00 local on 1 November is, in UTC
     "Pacific/Kiritimati": datetime(2026, 10, 31, 18, 0, tzinfo=UTC),
@@ -65,6 +72,9 @@ def world(tmp_path, engine, settings, add_subscriber):
     # Published after the first wave and before the job's fire time: the next issue's, not this one's.
     (content / "after-first-wave.md").write_text(ARTICLE.format(title="Waves item after the first wave",
                                                                 at="2026-10-31T20:00:00Z"))
+    for k in range(2, 60):  # something in each later weekly issue, for the property test's issues
+        (content / f"later-{k}.md").write_text(ARTICLE.format(
+            title=f"Waves item of week {k}", at=(OPENS + timedelta(weeks=k - 1, days=1)).isoformat()))
     library, problems = load_library(content)
     assert not [p for p in problems if p.severity == "error"], problems
     (tmp_path / "schedules.yaml").write_text(SCHEDULE)
@@ -156,3 +166,31 @@ def test_a_wave_missed_in_downtime_is_sent_once_within_grace_and_skipped_with_th
     got = received(settings)
     assert sorted(len(v) for v in got.values()) == [1] * 9
     assert {e for e in got} == {e for e, due in who.items() if due <= ZONES["Asia/Kathmandu"]}
+
+
+EXAMPLES = itertools.count(1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@given(zones=st.lists(st.sampled_from(sorted(ZONES) + ["Not/AZone", "Europe/Berlin", "America/Sao_Paulo",
+                                                        "Australia/Lord_Howe"]), min_size=1, max_size=10))
+@hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_waves_of_an_issue_are_exactly_its_recipients(world, engine, add_subscriber, zones):
+    send, _who = world
+    k = next(EXAMPLES)
+    for i, zone in enumerate(zones):
+        sid = add_subscriber(f"h{k}-{i}@example.net", topics=("treatment-progress",))
+        with engine.begin() as conn:
+            conn.execute(update(t_sub).where(t_sub.c.id == sid).values(timezone=zone))
+    report = send(OPENS + timedelta(weeks=k))  # a new issue each example, for everyone so far
+    with engine.connect() as conn:
+        rows = conn.execute(select(deliveries.c.subscriber_id, deliveries.c.due_at, t_sub.c.timezone).join(
+            t_sub, t_sub.c.id == deliveries.c.subscriber_id).where(deliveries.c.issue_id == report.issue_id)).all()
+        everyone = set(conn.execute(select(t_sub.c.id)).scalars())
+    by_due: dict[datetime, set[int]] = {}
+    for row in rows:
+        by_due.setdefault(row.due_at, set()).add(row.subscriber_id)
+    assert set().union(*by_due.values()) == everyone and sum(map(len, by_due.values())) == len(everyone)
+    expected = waves.waves([(r.subscriber_id, r.timezone) for r in rows], day=waves.local_date(report.fire_at, NY),
+                           at=time(8, 0), fallback=NY)
+    assert {due: set(ids) for due, ids in expected.items()} == by_due
