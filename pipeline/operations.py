@@ -158,20 +158,27 @@ def digest_status(ctx: Context, name: str, *, at: datetime) -> Lines:
     lines.append(f"  possible duplicates (in flight during a crash): {counts['possible_duplicate']}")
     lines += reason_lines(why)
     grace = w.job.misfire_grace
+    past = 0
     for due, by_state in waves:  # deliver_at: local
         left = by_state.get("pending", 0) + by_state.get("in_flight", 0)
         done = sum(by_state.values()) - left
         if not left:
             lines.append(f"  wave {due.isoformat()}: sent ({done} done)")
         elif due > at:
-            lines.append(f"  wave {due.isoformat()}: to come ({left} recipients; {done} done)")
+            lines.append(f"  wave {due.isoformat()}: to come ({left} recipient{'s' if left != 1 else ''}; "
+                         f"{done} done)")
         elif due < at - grace:
+            past += left
             lines.append(f"  wave {due.isoformat()}: {left} not sent and past its grace; send it with "
                          f"`pipeline digest send {name} --at {due.isoformat()}`")
         else:
             lines.append(f"  wave {due.isoformat()}: due now ({left} waiting; {done} done)")
     open_rows = counts["pending"] + counts["in_flight"]
-    if open_rows:
+    if open_rows and waves:
+        lines.append(f"not complete: {open_rows} waiting for their waves (above); " + (
+            f"{past} only by the command above, their wave's grace has passed" if past else
+            "the scheduler sends each wave as it comes"))
+    elif open_rows:
         lines.append(f"not complete: {open_rows} waiting; run `pipeline digest send {name} --at {fire.isoformat()}`, "
                      "or let the scheduler finish it")
     elif counts["unknown"]:

@@ -104,6 +104,9 @@ class SendReport:
                 out.append("The issue is complete.")
             elif self.complete:
                 out.append("Nobody is waiting, but the issue is not complete: some outcomes are unknown.")
+            elif self.waves_skipped:
+                out.append(f"The issue is not complete: {self.waiting} waiting, of whom "
+                           f"{sum(n for _due, n in self.waves_skipped)} in waves past their grace (see below).")
             else:
                 out.append(f"The issue is not complete: {self.waiting} waiting; run again to finish it.")
         return out
