@@ -18,6 +18,9 @@ CADENCES = ("weekly", "monthly")
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DIGEST_KEYS = ("title", "cadence", "topics", "deliver_at", "local_time")
+# A deliver_at: local digest is sent in waves (a recipient's local_time in their zone): this often, a run sends
+# every wave that has come and is within its grace. Zones are whole quarter hours from UTC (Kathmandu: +05:45).
+WAVE_EVERY = timedelta(minutes=15)
 DELIVER_AT = ("schedule", "local")
 _LOCAL_TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 _DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -253,6 +256,11 @@ def load_schedule(path: Path, *, topic_ids: frozenset[str] | None = None) -> tup
             continue  # its digest's own problem is reported
         if task == "send-digest" and digest not in digests:
             bad(line, f"{field}.digest", f"{digest!r} is not a digest defined under digests:")
+            continue
+        if task == "send-digest" and digests[digest].deliver_at == "local" and grace < WAVE_EVERY:
+            # Waves go out every 15 minutes: a shorter grace would skip a wave whenever a run starts late.
+            bad(line, f"{field}.misfire_grace", f"{spec.get('misfire_grace', '10m')!r} is too short for a digest sent "
+                "in local-time waves (they go out every 15 minutes); use at least 15m, e.g. 6h")
             continue
         jobs.append(Job(id=job_id, task=task, cron=cron, timezone=str(job_tz), misfire_grace=grace,
                         digest=digest if task == "send-digest" else None))

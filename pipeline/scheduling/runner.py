@@ -21,7 +21,7 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from pipeline.schedules import Job, Schedule
+from pipeline.schedules import WAVE_EVERY, Job, Schedule
 from pipeline.scheduling.tasks import STOPPING
 
 log = logging.getLogger("pipeline.scheduling")
@@ -30,9 +30,6 @@ TASK_REF = "pipeline.scheduling.tasks:run_task"
 # often, while its job's misfire_grace lasts.
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(minutes=15)
-# A deliver_at: local digest is sent in waves (a recipient's local_time in their zone): this often, a run sends
-# every wave that has come and is within its grace. Zones are whole quarter hours from UTC (Kathmandu: +05:45).
-WAVE_EVERY = timedelta(minutes=15)
 
 
 def is_local(schedule: Schedule, job: Job) -> bool:

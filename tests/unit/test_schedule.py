@@ -168,3 +168,16 @@ def test_deliver_at_defaults_to_the_schedule_and_local_is_accepted_with_a_local_
     schedule, problems = load_schedule(path)
     assert problems == [] and schedule.digests["w"].deliver_at == "local"
     assert schedule.digests["w"].local_time.isoformat() == "08:00:00"
+
+
+def test_a_local_digests_job_needs_a_grace_of_at_least_one_wave_interval(tmp_path):
+    path = tmp_path / "schedules.yaml"
+    digest = 'timezone: UTC\ndigests:\n  w: {title: "W", cadence: weekly, deliver_at: local, local_time: "08:00"}\n'
+    path.write_text(digest + 'jobs:\n  - {id: w-job, task: send-digest, digest: w, cron: "0 8 * * mon"}\n')
+    schedule, problems = load_schedule(path)
+    assert schedule is None
+    assert [(p.line, p.field) for p in problems] == [(5, "jobs.w-job.misfire_grace")]
+    assert "too short for a digest sent in local-time waves" in problems[0].message
+    path.write_text(digest + 'jobs:\n  - {id: w-job, task: send-digest, digest: w, cron: "0 8 * * mon", '
+                    'misfire_grace: 15m}\n')
+    assert load_schedule(path)[1] == []
