@@ -56,10 +56,9 @@ def build_public(srv: Server) -> None:
                templates_dir=ROOT / "templates", workers=1)
 
 
-@pytest.fixture
-def server(tmp_path):
-    """``pipeline serve`` in a subprocess on a free loopback port, with its own SQLite database and outbox."""
-    port = free_port()
+def new_server(tmp_path, port: int, **settings: str) -> Server:
+    """A Server for ``pipeline serve`` on ``port`` with its own SQLite database, outbox and public/ under
+    ``tmp_path``; ``settings``: more PIPELINE_* variables."""
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
     db = f"sqlite:///{tmp_path}/pipeline.db"
@@ -67,10 +66,18 @@ def server(tmp_path):
         "PIPELINE_DATABASE_URL": db, "PIPELINE_OUTBOX": str(tmp_path / "outbox"),
         "PIPELINE_PUBLIC_DIR": str(tmp_path / "public"), "PIPELINE_VAR_DIR": str(tmp_path / "var"),
         "PIPELINE_SITE_URL": url, "PIPELINE_SECRET_KEY": "e2e-secret-" + "z" * 40,
-        "PIPELINE_DELIVERY": "file", "PYTHONPATH": str(ROOT),
+        "PIPELINE_DELIVERY": "file", "PYTHONPATH": str(ROOT), **settings,
     })
-    srv = Server(url=url, env=env, outbox=tmp_path / "outbox", public=tmp_path / "public", database_url=db)
+    return Server(url=url, env=env, outbox=tmp_path / "outbox", public=tmp_path / "public", database_url=db)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """``pipeline serve`` in a subprocess on a free loopback port, with its own SQLite database and outbox."""
+    port = free_port()
+    srv = new_server(tmp_path, port)
     build_public(srv)
+    env = srv.env
     with serving(env, port, tmp_path / "server.log"):
         yield srv
 

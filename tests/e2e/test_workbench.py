@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.editorial import totp
 
-from .conftest import ROOT, Server, free_port, serving
+from .conftest import ROOT, free_port, new_server, serving
 from .test_journey import check_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,17 +35,9 @@ def staff_server(tmp_path):
     content.mkdir()
     shutil.copy(ROOT / "content" / "topics.yaml", content / "topics.yaml")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELINE_")}
-    db = f"sqlite:///{tmp_path}/pipeline.db"
-    env.update({
-        "PIPELINE_DATABASE_URL": db, "PIPELINE_OUTBOX": str(tmp_path / "outbox"),
-        "PIPELINE_PUBLIC_DIR": str(tmp_path / "public"), "PIPELINE_VAR_DIR": str(tmp_path / "var"),
-        "PIPELINE_SITE_URL": url, "PIPELINE_SECRET_KEY": "e2e-secret-" + "w" * 40, "PIPELINE_DELIVERY": "file",
-        "PIPELINE_CONTENT_DIR": str(content), "PIPELINE_SCHEDULES": str(ROOT / "schedules.yaml"),
-        "PIPELINE_REVIEW_MODE": "staff", "PYTHONPATH": str(ROOT),
-    })
-    srv = Server(url=url, env=env, outbox=tmp_path / "outbox", public=tmp_path / "public", database_url=db)
+    srv = new_server(tmp_path, port, PIPELINE_CONTENT_DIR=str(content),
+                     PIPELINE_SCHEDULES=str(ROOT / "schedules.yaml"), PIPELINE_REVIEW_MODE="staff")
+    env = srv.env
     for email, name, role in ((EDITOR, "Edna Editor", "editor"), (REVIEWER, "Rita Reviewer", "reviewer"),
                               (ADMIN, "Ada Admin", "admin")):
         done = subprocess.run([sys.executable, "-m", "pipeline", "staff", "add", email, "--name", name, "--role", role,
